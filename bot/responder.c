@@ -1,0 +1,602 @@
+/*
+ * responder.c: a chat message to triage, and triage to an answer.  No I/O.
+ * Reading is four passes over the tokens: idioms are blanked, word classes
+ * marked, clauses found, then the cues of cues.ini are matched and weighed
+ * according to negation, tense and whose knee it is.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "kb.h"
+#include "responder.h"
+#include "text.h"
+
+#define WCACHE_SIZE 8192u      /* surface word -> term; a power of two */
+#define WCACHE_WORD 24
+
+struct wcache {
+	uint64_t hash;
+	uint32_t term;
+	uint8_t len;
+	char word[WCACHE_WORD];
+};
+
+struct clause {
+	bool past;     /* speaks of the past or of something resolved */
+	bool third;    /* about someone else's knee */
+};
+
+/* Class indexes the responder gives meaning to (see responses/README.md). */
+enum { C_NEGATOR, C_BREAKER, C_PAST, C_RESOLVED, C_THIRD, C_SELF, C_ASK, C_THANKS, C_GREETING, C_IDIOM, C_BODY, C_SYMPTOM, C_COUNT };
+static const char *const class_names[C_COUNT] = {
+	"negator", "breaker", "past", "resolved", "third", "self", "ask", "thanks", "greeting", "idiom", "body", "symptom",
+};
+
+struct responder {
+	const struct kb *kb;
+	struct stemmer *stemmer;
+	struct text text;
+	size_t cap;
+	uint32_t *term;
+	uint64_t *cls;
+	uint16_t *clause;
+	uint8_t *covered;      /* part of a counted red-flag match */
+	struct clause *clauses;
+	uint32_t *cue_gen;     /* cue counted in this message when == gen */
+	uint32_t gen;
+	struct buf *trace;
+	int c[C_COUNT];
+	struct wcache cache[WCACHE_SIZE];
+};
+
+#define HAS(r, i, k) (((r)->cls[i] >> (r)->c[k]) & 1u)
+
+struct responder *
+responder_new(const struct kb *kb)
+{
+	struct responder *r = xcalloc(1, sizeof *r);
+	r->kb = kb;
+	r->stemmer = stemmer_new();
+	text_init(&r->text);
+	for (int k = 0; k < C_COUNT; k++)
+		r->c[k] = kb_class_index(kb, class_names[k]);   /* kb_load guarantees them */
+	r->cue_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->cue_gen);
+	return r;
+}
+
+void
+responder_free(struct responder *r)
+{
+	if (!r)
+		return;
+	stemmer_free(r->stemmer);
+	text_free(&r->text);
+	free(r->term);
+	free(r->cls);
+	free(r->clause);
+	free(r->covered);
+	free(r->clauses);
+	free(r->cue_gen);
+	free(r);
+}
+
+void
+responder_trace(struct responder *r, struct buf *trace)
+{
+	r->trace = trace;
+}
+
+const struct kb *
+responder_kb(const struct responder *r)
+{
+	return r->kb;
+}
+
+static uint64_t
+hash_word(const char *s, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+/* A word the KB does not know: the nearest KB word within one or two edits. */
+static uint32_t
+correct_typo(const struct responder *r, const char *w, size_t n)
+{
+	const struct kb_settings *st = kb_settings(r->kb);
+	if (n < st->typo_min_len)
+		return KB_TERM_NONE;
+	unsigned max = n >= st->typo_two_len ? 2 : 1;
+	uint32_t best = KB_TERM_NONE;
+	unsigned bestd = max + 1;
+	size_t nw = kb_word_count(r->kb);
+	for (size_t i = 0; i < nw; i++) {
+		uint32_t term;
+		const char *cand = kb_word_at(r->kb, i, &term);
+		size_t cn = strlen(cand);
+		/* typos rarely hit the first letter; requiring it keeps real words real */
+		if (cand[0] != w[0] || cn < st->typo_min_len || (cn > n ? cn - n : n - cn) > max)
+			continue;
+		unsigned d = text_edit_distance(w, n, cand, cn, max);
+		if (d < bestd) {
+			bestd = d;
+			best = term;
+		}
+	}
+	return best;
+}
+
+static uint32_t
+lookup_word(struct responder *r, const char *w, size_t n)
+{
+	uint64_t h = hash_word(w, n);
+	struct wcache *e = n <= WCACHE_WORD ? &r->cache[h & (WCACHE_SIZE - 1)] : NULL;
+	if (e && e->len == n && e->hash == h && memcmp(e->word, w, n) == 0)
+		return e->term;
+	char stem[TEXT_MAX_WORD + 1];
+	size_t sn = stemmer_stem(r->stemmer, w, n, stem, sizeof stem);
+	uint32_t term = kb_term(r->kb, stem, sn);
+	if (term == KB_TERM_NONE)
+		term = correct_typo(r, w, n);
+	if (e) {
+		e->hash = h;
+		e->len = (uint8_t)n;
+		e->term = term;
+		memcpy(e->word, w, n);
+	}
+	return term;
+}
+
+static void
+reserve(struct responder *r, size_t n)
+{
+	if (n <= r->cap)
+		return;
+	r->cap = n;
+	r->term = xrealloc(r->term, n * sizeof *r->term);
+	r->cls = xrealloc(r->cls, n * sizeof *r->cls);
+	r->clause = xrealloc(r->clause, n * sizeof *r->clause);
+	r->covered = xrealloc(r->covered, n * sizeof *r->covered);
+	r->clauses = xrealloc(r->clauses, (n + 1) * sizeof *r->clauses);
+}
+
+static bool
+is_word(const struct responder *r, size_t i)
+{
+	return r->text.toks[i].kind <= TOK_NUM;
+}
+
+static bool
+slot_ok(const struct responder *r, const struct kb_slot *s, size_t i)
+{
+	if (!is_word(r, i))
+		return false;
+	switch (s->kind) {
+	case KB_SLOT_TERMS:
+		if (r->term[i] == KB_TERM_NONE)
+			return false;
+		for (unsigned k = 0; k < s->nterms; k++)
+			if (s->terms[k] == r->term[i])
+				return true;
+		return false;
+	case KB_SLOT_NUMBER:
+		return r->text.toks[i].kind == TOK_NUM;
+	case KB_SLOT_CLASS:
+		return (r->cls[i] >> s->cls) & 1u;
+	case KB_SLOT_ANY:
+		return r->term[i] != KB_TERM_NONE || r->text.toks[i].kind == TOK_NUM || r->text.toks[i].len > 0;
+	}
+	return false;
+}
+
+/*
+ * Matches cue at token i; on success returns the last token and fills
+ * slotpos (token of each slot).  Gaps stay inside the clause (when clauses
+ * are known) and never cross a break.
+ */
+static long
+match_at(const struct responder *r, const struct kb_cue *cue, size_t i, bool clauses_known, size_t *slotpos)
+{
+	if (!slot_ok(r, &cue->slots[0], i))
+		return -1;
+	size_t pos = i, n = r->text.ntoks;
+	slotpos[0] = i;
+	for (unsigned k = 1; k < cue->nslots; k++) {
+		const struct kb_slot *s = &cue->slots[k];
+		bool found = false;
+		for (size_t j = pos + 1; j <= pos + 1 + s->gap && j < n; j++) {
+			if (!is_word(r, j) || (clauses_known && r->clause[j] != r->clause[i]))
+				break;
+			if (slot_ok(r, s, j)) {
+				pos = j;
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+			return -1;
+		slotpos[k] = pos;
+	}
+	return (long)pos;
+}
+
+/* Walks the cues that can start at token i: by its term, as a number, by each class it has. */
+struct cue_iter {
+	const uint32_t *list;
+	size_t n, k;
+	int phase;        /* 0 term, 1 number, 2 classes */
+	uint64_t bits;
+};
+
+static bool
+next_cue(const struct responder *r, size_t i, struct cue_iter *it, uint32_t *ci)
+{
+	while (it->k >= it->n) {
+		it->k = 0;
+		it->n = 0;
+		switch (it->phase++) {
+		case 0:
+			if (r->term[i] != KB_TERM_NONE)
+				it->list = kb_cues_starting(r->kb, r->term[i], &it->n);
+			it->bits = r->cls[i];
+			break;
+		case 1:
+			if (r->text.toks[i].kind == TOK_NUM)
+				it->list = kb_cues_starting_number(r->kb, &it->n);
+			break;
+		default:
+			if (!it->bits)
+				return false;
+			it->list = kb_cues_starting_class(r->kb, (unsigned)__builtin_ctzll(it->bits), &it->n);
+			it->bits &= it->bits - 1;
+			break;
+		}
+	}
+	*ci = it->list[it->k++];
+	return true;
+}
+
+/* Marks word classes; idioms first, whose words are then forgotten. */
+static void
+mark_classes(struct responder *r, bool idioms)
+{
+	size_t slotpos[KB_MAX_SLOTS];
+	size_t n = r->text.ntoks;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_word(r, i))
+			continue;
+		struct cue_iter it = { 0 };
+		uint32_t ci;
+		while (next_cue(r, i, &it, &ci)) {
+			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
+			if (cue->target != KB_T_CLASS || (cue->index == (unsigned)r->c[C_IDIOM]) != idioms)
+				continue;
+			long end = match_at(r, cue, i, false, slotpos);
+			if (end < 0)
+				continue;
+			for (size_t j = i; j <= (size_t)end; j++) {
+				if (idioms) {
+					r->term[j] = KB_TERM_NONE;
+					r->cls[j] = 0;
+				} else {
+					r->cls[j] |= 1ull << cue->index;
+				}
+			}
+			if (idioms)
+				break;   /* the token is blank now; its other cues are moot */
+		}
+	}
+}
+
+/* Numbers clauses: a comma, a stop or a breaker word ("but") ends one. */
+static size_t
+find_clauses(struct responder *r)
+{
+	size_t n = r->text.ntoks, c = 0;
+	r->clauses[0] = (struct clause){ false, false };
+	bool self = false, third = false, after_self = false;
+	for (size_t i = 0; i <= n; i++) {
+		bool end = i == n || !is_word(r, i) || HAS(r, i, C_BREAKER);
+		if (end) {
+			r->clauses[c].third = third && !self;
+			if (i == n)
+				break;
+			r->clause[i] = (uint16_t)c;
+			if (c + 1 < UINT16_MAX && c < n) {
+				c++;
+				r->clauses[c] = (struct clause){ false, false };
+			}
+			self = third = after_self = false;
+			continue;
+		}
+		r->clause[i] = (uint16_t)c;
+		if (HAS(r, i, C_PAST) || HAS(r, i, C_RESOLVED))
+			r->clauses[c].past = true;
+		/* "my friend's knee": "my" then someone else is not the speaker's knee */
+		if (HAS(r, i, C_THIRD) && !HAS(r, i, C_SELF)) {
+			third = true;
+			if (after_self)
+				self = false;
+		}
+		after_self = HAS(r, i, C_SELF);
+		if (after_self)
+			self = true;
+	}
+	return c + 1;
+}
+
+static bool
+negated(const struct responder *r, size_t start, size_t end, const size_t *slotpos, unsigned nslots)
+{
+	unsigned window = kb_settings(r->kb)->negation_window;
+	for (size_t j = start, k = 0; j-- > 0 && k < window; k++) {
+		if (r->clause[j] != r->clause[start] || !is_word(r, j))
+			break;
+		if (HAS(r, j, C_NEGATOR))
+			return true;
+	}
+	/* "knee isn't swollen" matched by "knee .. swollen": the gap holds the negator */
+	for (size_t j = start + 1; j < end; j++) {
+		bool slot = false;
+		for (unsigned k = 0; k < nslots; k++)
+			slot |= slotpos[k] == j;
+		if (!slot && HAS(r, j, C_NEGATOR))
+			return true;
+	}
+	return false;
+}
+
+static void
+count_cue(const struct kb_cue *cue, struct triage *t)
+{
+	float *score;
+	const struct kb_cue **best = NULL;
+	switch (cue->target) {
+	case KB_T_CONDITION:
+		score = &t->score[cue->index];
+		best = &t->best[cue->index];
+		break;
+	case KB_T_REDFLAG:
+		score = &t->flag_score[cue->index];
+		best = &t->flag_cue[cue->index];
+		break;
+	case KB_T_FACTOR:
+		score = &t->factor_score[cue->index];
+		break;
+	default:
+		return;
+	}
+	*score += cue->weight;
+	if (best && cue->weight > 0 && (!*best || cue->weight > (*best)->weight || (!(*best)->detail && cue->detail)))
+		*best = cue;
+	t->cue_hits++;
+}
+
+struct reading {
+	bool question, thanks, greeting, body, symptom;
+	bool symptom_outside_flags;
+	unsigned hits;
+};
+
+static void
+match_cues(struct responder *r, struct reading *rd, struct triage *t)
+{
+	size_t slotpos[KB_MAX_SLOTS];
+	size_t n = r->text.ntoks;
+	if (++r->gen == 0) {
+		memset(r->cue_gen, 0, (kb_cue_count(r->kb) + 1) * sizeof *r->cue_gen);
+		r->gen = 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!is_word(r, i))
+			continue;
+		struct cue_iter it = { 0 };
+		uint32_t ci;
+		while (next_cue(r, i, &it, &ci)) {
+			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
+			if (cue->target == KB_T_CLASS || r->cue_gen[ci] == r->gen)
+				continue;
+			long end = match_at(r, cue, i, true, slotpos);
+			if (end < 0)
+				continue;
+			const struct clause *cl = &r->clauses[r->clause[i]];
+			bool neg = negated(r, i, (size_t)end, slotpos, cue->nslots);
+			bool current = !cl->past && (!cl->third || rd->question);
+			bool counts = cue->when_negated ? neg && !cl->past : !neg && current;
+			if (!counts)
+				continue;
+			r->cue_gen[ci] = r->gen;   /* a cue counts once per message */
+			count_cue(cue, t);
+			if (r->trace) {
+				static const char *const what[] = { "condition", "redflag", "factor" };
+				const char *const *ids = cue->target == KB_T_CONDITION ? kb_condition_ids
+					: cue->target == KB_T_REDFLAG ? kb_redflag_ids : kb_factor_ids;
+				buf_printf(r->trace, "%s:%d %+.1f %s %s\n", cue->file, cue->line, (double)cue->weight,
+					what[cue->target], ids[cue->index]);
+			}
+			if (cue->target == KB_T_REDFLAG)
+				for (size_t j = i; j <= (size_t)end; j++)
+					r->covered[j] = 1;
+		}
+	}
+}
+
+static void
+read_message(struct responder *r, struct reading *rd)
+{
+	size_t n = r->text.ntoks;
+	size_t none[1] = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		if (r->text.toks[i].kind == TOK_QMARK)
+			rd->question = true;
+		if (!is_word(r, i))
+			continue;
+		const struct clause *cl = &r->clauses[r->clause[i]];
+		rd->question |= HAS(r, i, C_ASK);
+		rd->thanks |= HAS(r, i, C_THANKS);
+		rd->greeting |= HAS(r, i, C_GREETING);
+		bool current = !cl->past;
+		if (HAS(r, i, C_BODY) && current)
+			rd->body = true;
+		if (HAS(r, i, C_SYMPTOM) && current && !negated(r, i, i, none, 0)) {
+			rd->symptom = true;
+			(void)none;
+		}
+	}
+	/* a third party's knee without a question is chatter; with one it is a complaint */
+	if (!rd->question) {
+		bool any = false;
+		for (size_t i = 0; i < n; i++) {
+			if (!is_word(r, i))
+				continue;
+			const struct clause *cl = &r->clauses[r->clause[i]];
+			if (HAS(r, i, C_SYMPTOM) && !cl->past && !cl->third && !negated(r, i, i, none, 0))
+				any = true;
+		}
+		rd->symptom = any;
+	}
+}
+
+/* After cues: is there a current symptom that is not itself a red-flag match? */
+static bool
+symptom_outside_flags(const struct responder *r, bool question)
+{
+	size_t none[1] = { 0 };
+	for (size_t i = 0; i < r->text.ntoks; i++) {
+		if (!is_word(r, i) || r->covered[i] || !HAS(r, i, C_SYMPTOM))
+			continue;
+		const struct clause *cl = &r->clauses[r->clause[i]];
+		if (!cl->past && (!cl->third || question) && !negated(r, i, i, none, 0))
+			return true;
+	}
+	return false;
+}
+
+static void
+rank(const struct kb *kb, struct triage *t)
+{
+	const struct kb_settings *st = kb_settings(kb);
+	t->nranked = 0;
+	float best = 0, total = 0;
+	for (unsigned c = 0; c < KB_NCONDITIONS; c++) {
+		if (t->score[c] > 0)
+			total += t->score[c];
+		if (t->score[c] > best)
+			best = t->score[c];
+	}
+	if (best < st->condition_min)
+		return;
+	for (unsigned c = 0; c < KB_NCONDITIONS; c++)
+		if (t->score[c] >= st->condition_min && t->score[c] >= best * st->condition_ratio)
+			t->ranked[t->nranked++] = (uint8_t)c;
+	/* best first; ties go to the taxonomy order */
+	for (unsigned i = 1; i < t->nranked; i++)
+		for (unsigned j = i; j > 0 && t->score[t->ranked[j]] > t->score[t->ranked[j - 1]]; j--) {
+			uint8_t x = t->ranked[j];
+			t->ranked[j] = t->ranked[j - 1];
+			t->ranked[j - 1] = x;
+		}
+	if (t->nranked > 3)
+		t->nranked = 3;
+	for (unsigned i = 0; i < t->nranked; i++)
+		t->confidence[i] = t->score[t->ranked[i]] / (total + st->condition_min);
+}
+
+static void
+raise_flags(const struct responder *r, struct triage *t, bool body, bool other_symptom)
+{
+	const struct kb_settings *st = kb_settings(r->kb);
+	t->flags = 0;
+	t->factors = 0;
+	for (unsigned f = 0; f < KB_NREDFLAGS; f++)
+		if (t->flag_score[f] >= st->flag_min && body &&
+		    (!kb_needs_complaint(r->kb, KB_T_REDFLAG, f) || other_symptom))
+			t->flags |= 1u << f;
+	for (unsigned f = 0; f < KB_NFACTORS; f++)
+		if (t->factor_score[f] >= st->flag_min)
+			t->factors |= 1u << f;
+}
+
+static void
+merge_prior(struct triage *t, const struct triage *p)
+{
+	for (unsigned c = 0; c < KB_NCONDITIONS; c++) {
+		t->score[c] += p->score[c];
+		if (!t->best[c] || (p->best[c] && p->best[c]->weight > t->best[c]->weight))
+			t->best[c] = p->best[c];
+	}
+	for (unsigned f = 0; f < KB_NREDFLAGS; f++) {
+		t->flag_score[f] += p->flag_score[f];
+		if (!t->flag_cue[f])
+			t->flag_cue[f] = p->flag_cue[f];
+	}
+	for (unsigned f = 0; f < KB_NFACTORS; f++)
+		t->factor_score[f] += p->factor_score[f];
+}
+
+void
+responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
+	const struct triage *prior, struct triage *t)
+{
+	memset(t, 0, sizeof *t);
+	t->addressed = addressed;
+	text_analyse(&r->text, text, n);
+	size_t nt = r->text.ntoks;
+	reserve(r, nt + 1);
+	for (size_t i = 0; i < nt; i++) {
+		const struct tok *tk = &r->text.toks[i];
+		const char *w = r->text.norm + tk->off;
+		r->cls[i] = 0;
+		r->covered[i] = 0;
+		r->term[i] = tk->kind == TOK_WORD ? lookup_word(r, w, tk->len)
+			: tk->kind == TOK_NUM ? kb_term(r->kb, w, tk->len) : KB_TERM_NONE;
+	}
+	mark_classes(r, true);
+	mark_classes(r, false);
+	mark_classes(r, false);   /* a class may be built from another */
+	find_clauses(r);
+
+	struct reading rd = { 0 };
+	read_message(r, &rd);
+	t->question = rd.question;
+	match_cues(r, &rd, t);
+	bool other = symptom_outside_flags(r, rd.question);
+
+	/* a reply to our question, or more of the same complaint, is read with what came before */
+	bool followup = prior && (t->cue_hits > 0 || rd.symptom || rd.body);
+	if (followup) {
+		merge_prior(t, prior);
+		rd.body = true;
+		other = true;
+	}
+	raise_flags(r, t, rd.body, other);
+	rank(r->kb, t);
+	const struct kb_settings *st = kb_settings(r->kb);
+	bool named = t->nranked > 0 && t->score[t->ranked[0]] >= st->condition_min;
+	/* a named condition is itself about the knee: "wear and tear, deep ache after runs" */
+	t->complaint = followup || (rd.body && (rd.symptom || named)) || (named && rd.symptom);
+
+	if (t->flags)
+		t->kind = TRIAGE_ANSWER;
+	else if (t->complaint)
+		t->kind = t->nranked ? TRIAGE_ANSWER : TRIAGE_CLARIFY;
+	else if (!addressed)
+		t->kind = TRIAGE_SILENT;
+	else if (rd.thanks && !rd.question)
+		t->kind = TRIAGE_SILENT;
+	else if (rd.question)
+		t->kind = rd.body ? TRIAGE_CLARIFY : TRIAGE_HINT;
+	else if (rd.greeting)
+		t->kind = TRIAGE_HINT;
+	else
+		t->kind = TRIAGE_SILENT;
+	/* what we will not answer carries no verdict */
+	if (t->kind == TRIAGE_SILENT || t->kind == TRIAGE_HINT) {
+		t->flags = 0;
+		t->nranked = 0;
+	}
+}

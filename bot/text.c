@@ -1,0 +1,321 @@
+/* text.c: untrusted bytes to normalised tokens; stemming and edit distance. */
+#include <libstemmer.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "buf.h"
+#include "text.h"
+
+void
+text_init(struct text *t)
+{
+	memset(t, 0, sizeof *t);
+}
+
+void
+text_free(struct text *t)
+{
+	free(t->norm);
+	free(t->toks);
+	free(t->tmp);
+	text_init(t);
+}
+
+static void
+norm_reserve(struct text *t, size_t n)
+{
+	if (n + 1 > t->norm_cap) {
+		t->norm_cap = n + 1 > 256 ? n + 1 : 256;
+		t->norm = xrealloc(t->norm, t->norm_cap);
+	}
+}
+
+/* Folds what utf8proc leaves alone but runners type: quotes, dashes, ellipses. */
+static utf8proc_int32_t
+fold_punct(utf8proc_int32_t c)
+{
+	switch (c) {
+	case 0x2018: case 0x2019: case 0x201a: case 0x201b: case 0x2032: case 0x02bc: case 0x0060: case 0x00b4:
+		return '\'';
+	case 0x201c: case 0x201d: case 0x201e: case 0x201f: case 0x2033: case 0x00ab: case 0x00bb:
+		return '"';
+	case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014: case 0x2015: case 0x2212:
+		return '-';
+	case 0x2026:
+		return '.';
+	}
+	return c;
+}
+
+/*
+ * Copies in[0..n) to t->tmp as valid UTF-8 with control characters and
+ * invalid bytes as spaces; returns whether it was pure ASCII.
+ */
+static bool
+sanitise(struct text *t, const char *in, size_t n, size_t *outlen)
+{
+	if (n + 1 > t->tmp_cap) {
+		t->tmp_cap = n + 1 > 256 ? n + 1 : 256;
+		t->tmp = xrealloc(t->tmp, t->tmp_cap);
+	}
+	bool ascii = true;
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)in[i];
+		if (c < 0x80) {
+			t->tmp[o++] = (c < 0x20 && c != '\n') || c == 0x7f ? ' ' : (char)c;
+			i++;
+			continue;
+		}
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)in + i, (utf8proc_ssize_t)(n - i), &cp);
+		if (l <= 0) {
+			t->tmp[o++] = ' ';
+			i++;
+			continue;
+		}
+		ascii = false;
+		memcpy(t->tmp + o, in + i, (size_t)l);
+		o += (size_t)l;
+		i += (size_t)l;
+	}
+	t->tmp[o] = '\0';
+	*outlen = o;
+	return ascii;
+}
+
+static void
+normalise(struct text *t, const char *in, size_t n)
+{
+	if (n > TEXT_MAX_INPUT)
+		n = utf8_cut(in, n, TEXT_MAX_INPUT);
+	size_t len;
+	bool ascii = sanitise(t, in, n, &len);
+	norm_reserve(t, len * 2 + 4);
+	if (ascii) {
+		/* NFKC and case folding of ASCII are just lower-casing */
+		for (size_t i = 0; i < len; i++) {
+			char c = t->tmp[i];
+			t->norm[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+		}
+		t->norm_len = len;
+		t->norm[len] = '\0';
+		return;
+	}
+	utf8proc_uint8_t *mapped = NULL;
+	utf8proc_ssize_t ml = utf8proc_map((const utf8proc_uint8_t *)t->tmp, (utf8proc_ssize_t)len, &mapped,
+		UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD | UTF8PROC_IGNORE);
+	if (ml < 0) {
+		/* cannot happen on sanitised input; fall back to the raw text */
+		free(mapped);
+		memcpy(t->norm, t->tmp, len + 1);
+		t->norm_len = len;
+		return;
+	}
+	norm_reserve(t, (size_t)ml * 2 + 4);
+	size_t o = 0;
+	for (utf8proc_ssize_t i = 0; i < ml;) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t l = utf8proc_iterate(mapped + i, ml - i, &cp);
+		if (l <= 0)
+			break;
+		cp = fold_punct(cp);
+		o += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)t->norm + o);
+		i += l;
+	}
+	free(mapped);
+	t->norm[o] = '\0';
+	t->norm_len = o;
+}
+
+static void
+push_tok(struct text *t, size_t off, size_t len, enum tok_kind kind)
+{
+	if (t->ntoks >= TEXT_MAX_TOKENS)
+		return;
+	/* collapse runs of breaks: the strongest wins */
+	if (kind != TOK_WORD && kind != TOK_NUM && t->ntoks > 0) {
+		struct tok *p = &t->toks[t->ntoks - 1];
+		if (p->kind != TOK_WORD && p->kind != TOK_NUM) {
+			if (kind > p->kind)
+				p->kind = (uint8_t)kind;
+			return;
+		}
+	}
+	if (t->ntoks == t->toks_cap) {
+		t->toks_cap = t->toks_cap ? t->toks_cap * 2 : 64;
+		t->toks = xrealloc(t->toks, t->toks_cap * sizeof *t->toks);
+	}
+	if (len > TEXT_MAX_WORD)
+		len = utf8_cut(t->norm + off, len, TEXT_MAX_WORD);
+	t->toks[t->ntoks++] = (struct tok){ (uint32_t)off, (uint16_t)len, (uint8_t)kind };
+}
+
+static bool
+is_wordchar(utf8proc_int32_t cp)
+{
+	if (cp < 0x80)
+		return (cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9') || (cp >= 'A' && cp <= 'Z');
+	utf8proc_category_t cat = utf8proc_category(cp);
+	return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
+		(cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) ||
+		(cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
+}
+
+static utf8proc_int32_t
+cp_at(const char *s, size_t n, size_t i, size_t *len)
+{
+	unsigned char c = (unsigned char)s[i];
+	if (c < 0x80) {
+		*len = 1;
+		return c;
+	}
+	utf8proc_int32_t cp;
+	utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+	if (l <= 0) {
+		*len = 1;
+		return ' ';
+	}
+	*len = (size_t)l;
+	return cp;
+}
+
+static void
+tokenise(struct text *t)
+{
+	const char *s = t->norm;
+	size_t n = t->norm_len;
+	t->ntoks = 0;
+	for (size_t i = 0; i < n && t->ntoks < TEXT_MAX_TOKENS;) {
+		size_t l;
+		utf8proc_int32_t cp = cp_at(s, n, i, &l);
+		if (is_wordchar(cp)) {
+			size_t start = i;
+			bool num = cp >= '0' && cp <= '9';
+			i += l;
+			while (i < n) {
+				cp = cp_at(s, n, i, &l);
+				if (is_wordchar(cp)) {
+					i += l;
+					continue;
+				}
+				/* inner apostrophes ("can't"), decimal points and slashes in numbers */
+				size_t l2;
+				bool next_word = i + l < n && is_wordchar(cp_at(s, n, i + l, &l2));
+				if (next_word && (cp == '\'' || (num && (cp == '.' || cp == '/')))) {
+					i += l;
+					continue;
+				}
+				break;
+			}
+			size_t len = i - start;
+			/* "knee's", "mate's": the possessive or "is" adds nothing */
+			if (len > 2 && s[start + len - 2] == '\'' && s[start + len - 1] == 's')
+				len -= 2;
+			push_tok(t, start, len, num ? TOK_NUM : TOK_WORD);
+			continue;
+		}
+		switch (cp) {
+		case '?':
+			push_tok(t, i, l, TOK_QMARK);
+			break;
+		case '.': case '!': case '\n':
+			push_tok(t, i, l, TOK_STOP);
+			break;
+		case ',': case ';': case ':':
+			/* brackets do not end a clause: "years back (the pop was awful)" is one thought */
+			push_tok(t, i, l, TOK_COMMA);
+			break;
+		case '-':
+			/* a spaced dash ends a clause; "knee-deep" just joins two words */
+			if ((i == 0 || s[i - 1] == ' ') || (i + 1 < n && s[i + 1] == ' '))
+				push_tok(t, i, l, TOK_COMMA);
+			break;
+		default:
+			break;   /* spaces, emoji and other symbols separate words */
+		}
+		i += l;
+	}
+}
+
+void
+text_analyse(struct text *t, const char *in, size_t n)
+{
+	normalise(t, in, n);
+	tokenise(t);
+}
+
+struct stemmer {
+	struct sb_stemmer *sb;
+};
+
+struct stemmer *
+stemmer_new(void)
+{
+	struct sb_stemmer *sb = sb_stemmer_new("english", "UTF_8");
+	if (!sb)
+		return NULL;
+	struct stemmer *s = xmalloc(sizeof *s);
+	s->sb = sb;
+	return s;
+}
+
+void
+stemmer_free(struct stemmer *s)
+{
+	if (!s)
+		return;
+	sb_stemmer_delete(s->sb);
+	free(s);
+}
+
+size_t
+stemmer_stem(struct stemmer *s, const char *word, size_t n, char *out, size_t cap)
+{
+	const sb_symbol *st = sb_stemmer_stem(s->sb, (const sb_symbol *)word, (int)n);
+	size_t len = 0;
+	if (st) {
+		len = (size_t)sb_stemmer_length(s->sb);
+	} else {
+		st = (const sb_symbol *)word;   /* out of memory: use the word as is */
+		len = n;
+	}
+	if (len >= cap)
+		len = utf8_cut((const char *)st, len, cap - 1);
+	memcpy(out, st, len);
+	out[len] = '\0';
+	return len;
+}
+
+unsigned
+text_edit_distance(const char *a, size_t an, const char *b, size_t bn, unsigned max)
+{
+	if (an > TEXT_MAX_WORD || bn > TEXT_MAX_WORD)
+		return max + 1;
+	if ((an > bn ? an - bn : bn - an) > max)
+		return max + 1;
+	/* optimal string alignment: insertions, deletions, substitutions, transpositions */
+	unsigned d[TEXT_MAX_WORD + 1][TEXT_MAX_WORD + 1];
+	for (size_t i = 0; i <= an; i++)
+		d[i][0] = (unsigned)i;
+	for (size_t j = 0; j <= bn; j++)
+		d[0][j] = (unsigned)j;
+	for (size_t i = 1; i <= an; i++) {
+		unsigned rowmin = UINT32_MAX;
+		for (size_t j = 1; j <= bn; j++) {
+			unsigned cost = a[i - 1] != b[j - 1];
+			unsigned v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+			if (v < rowmin) rowmin = v;
+		}
+		if (rowmin > max)
+			return max + 1;
+	}
+	return d[an][bn] > max ? max + 1 : d[an][bn];
+}
