@@ -93,10 +93,10 @@ send_reply(struct router *r, const struct event *ev, unsigned flags)
 
 /* The command after the prefix, or NULL when the text is not one. */
 static const char *
-command_text(const char *text, const char *prefix)
+command_text(const char *text, size_t len, const char *prefix)
 {
 	size_t pn = strlen(prefix);
-	if (strncmp(text, prefix, pn) != 0)
+	if (len <= pn || strncmp(text, prefix, pn) != 0)
 		return NULL;
 	/* "!!!" or "! " is excitement, not a command */
 	return isalpha((unsigned char)text[pn]) ? text + pn : NULL;
@@ -106,9 +106,11 @@ static bool
 room_allows(struct router *r, const struct event *ev)
 {
 	struct transport *t = ev->transport;
+	/* the cap keeps shared rooms readable; private chats are paced by the transport's flood control */
+	if (ev->is_private)
+		return true;
 	long max = conf_net_long(r->config, t->conf, "room_max_per_min", r->config->bot.room_max_per_min);
-	const char *room = ev->is_private ? ev->sender : ev->room;
-	if (roomcap_take(r->cap, t->name, room ? room : "", max, loop_now_ms()))
+	if (roomcap_take(r->cap, t->name, ev->room ? ev->room : "", max, loop_now_ms()))
 		return true;
 	r->totals.held_back++;
 	log_info("%s: room cap of %ld answers a minute reached; holding back", t->name, max);
@@ -116,11 +118,13 @@ room_allows(struct router *r, const struct event *ev)
 }
 
 static void
-run_command(struct router *r, const struct event *ev, const char *line, const char *prefix)
+run_command(struct router *r, const struct event *ev, const char *cmd, size_t len, const char *prefix)
 {
 	struct transport *t = ev->transport;
 	if (!room_allows(r, ev))
 		return;
+	/* event text is counted, not terminated: the command table wants a string */
+	char *line = xstrndup(cmd, len);
 	buf_clear(&r->text);
 	buf_clear(&r->html);
 	struct cmd_ctx ctx = {
@@ -129,6 +133,7 @@ run_command(struct router *r, const struct event *ev, const char *line, const ch
 	};
 	r->totals.commands++;
 	commands_run(&ctx, line);
+	free(line);
 	send_reply(r, ev, REPLY_COMMAND | ctx.flags);
 }
 
@@ -155,9 +160,9 @@ router_dispatch(struct router *r, const struct event *ev)
 	const char *prefix = conf_net_get(r->config, t->conf, "prefix");
 	if (!prefix)
 		prefix = r->config->bot.prefix;
-	const char *cmd = command_text(text, prefix);
-	if (cmd && memchr(text, '\0', len) == NULL) {
-		run_command(r, ev, cmd, prefix);
+	const char *cmd = command_text(text, len, prefix);
+	if (cmd) {
+		run_command(r, ev, cmd, len - (size_t)(cmd - text), prefix);
 		return;
 	}
 
