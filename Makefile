@@ -106,11 +106,19 @@ eval: $(BIN)
 bench: $(BIN)
 	@sh tests/bench/run.sh
 
-# libFuzzer targets: clang only.
-build/fuzz/%: tests/fuzz/%.c $(addprefix bot/,$(OBJS:.o=.c)) $(HDRS)
+# libFuzzer targets: clang only; the bot's objects are instrumented once and shared.
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=address,undefined -Iinclude $(PKG_CFLAGS) \
+	-DKNEEBOT_VERSION='"$(VERSION)"' -DKNEEBOT_DATADIR='"$(DATADIR)"'
+build/fuzz/obj/%.o: bot/%.c $(HDRS) Makefile
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(PKG_CFLAGS) \
-		-DKNEEBOT_VERSION='"$(VERSION)"' -o $@ $< $(addprefix bot/,$(OBJS:.o=.c)) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/libkneebot.a: $(addprefix build/fuzz/obj/,$(OBJS))
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libkneebot.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libkneebot.a $(PKG_LIBS)
 
 fuzz: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz-smoke: fuzz

@@ -70,6 +70,15 @@ buf_clear(struct buf *b)
 		b->s[0] = '\0';
 }
 
+void
+buf_truncate(struct buf *b, size_t len)
+{
+	if (len < b->len) {
+		b->len = len;
+		b->s[len] = '\0';
+	}
+}
+
 static void
 reserve(struct buf *b, size_t more)
 {

@@ -97,8 +97,7 @@ add_actions(struct buf *b, const char *lead, const struct kb_list *l, size_t wid
 	size_t start = b->len;
 	unsigned n = l->n < MAX_ACTIONS ? (unsigned)l->n : MAX_ACTIONS;
 	for (; n >= MIN_ACTIONS || n == l->n; n--) {
-		b->len = start;
-		b->s[start] = '\0';
+		buf_truncate(b, start);
 		buf_adds(b, lead);
 		for (unsigned i = 0; i < n; i++) {
 			const char *a = l->v[i];

@@ -251,8 +251,9 @@ config_default_responses(void)
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = '\0';
-			static const char *const rel[] = { "/../responses", "/../share/kneebot/responses" };
-			for (size_t i = 0; i < 2; i++) {
+			/* build/kneebot, build/asan/kneebot, or PREFIX/bin/kneebot */
+			static const char *const rel[] = { "/../responses", "/../../responses", "/../share/kneebot/responses" };
+			for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
 				char cand[PATH_MAX + 64];
 				snprintf(cand, sizeof cand, "%s%s", exe, rel[i]);
 				if (has_kb(cand) && realpath(cand, found))

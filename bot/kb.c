@@ -33,10 +33,11 @@ static const char *const required_topics[] = {
 };
 /* Classes the responder gives meaning to; their words are not typo targets. */
 static const char *const function_classes[] = {
-	"negator", "breaker", "past", "resolved", "third", "self", "ask", "thanks", "greeting", "idiom",
+	"negator", "breaker", "past", "resolved", "current", "third", "self", "ask", "thanks", "greeting", "idiom",
 };
 static const char *const required_classes[] = {
-	"negator", "breaker", "past", "resolved", "third", "self", "ask", "thanks", "greeting", "idiom", "body", "symptom",
+	"negator", "breaker", "past", "resolved", "current", "third", "self", "ask", "thanks", "greeting", "idiom",
+	"body", "leg", "symptom",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -1177,6 +1178,7 @@ const struct kb_cue *kb_cue_at(const struct kb *kb, size_t i) { return &kb->cues
 const char *kb_term_text(const struct kb *kb, uint32_t term) { return term < kb->nterms ? kb->terms[term] : NULL; }
 size_t kb_word_count(const struct kb *kb) { return kb->nwords; }
 size_t kb_class_count(const struct kb *kb) { return kb->nclasses; }
+const char *kb_class_name(const struct kb *kb, size_t i) { return i < kb->nclasses ? kb->classes[i] : NULL; }
 
 const char *
 kb_word_at(const struct kb *kb, size_t i, uint32_t *term)

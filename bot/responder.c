@@ -26,12 +26,17 @@ struct wcache {
 struct clause {
 	bool past;     /* speaks of the past or of something resolved */
 	bool third;    /* about someone else's knee */
+	bool current;  /* says "now", "today", "diagnosed": never made past */
+	bool breaker;  /* opened by "but", "though": earlier clauses are another thought */
+	uint16_t sentence;
 };
 
 /* Class indexes the responder gives meaning to (see responses/README.md). */
-enum { C_NEGATOR, C_BREAKER, C_PAST, C_RESOLVED, C_THIRD, C_SELF, C_ASK, C_THANKS, C_GREETING, C_IDIOM, C_BODY, C_SYMPTOM, C_COUNT };
+enum { C_NEGATOR, C_BREAKER, C_PAST, C_RESOLVED, C_CURRENT, C_THIRD, C_SELF, C_ASK, C_THANKS, C_GREETING, C_IDIOM,
+	C_BODY, C_SYMPTOM, C_COUNT };
 static const char *const class_names[C_COUNT] = {
-	"negator", "breaker", "past", "resolved", "third", "self", "ask", "thanks", "greeting", "idiom", "body", "symptom",
+	"negator", "breaker", "past", "resolved", "current", "third", "self", "ask", "thanks", "greeting", "idiom",
+	"body", "symptom",
 };
 
 struct responder {
@@ -42,12 +47,14 @@ struct responder {
 	uint32_t *term;
 	uint64_t *cls;
 	uint16_t *clause;
+	uint16_t *sentence;
 	uint8_t *covered;      /* part of a counted red-flag match */
 	struct clause *clauses;
 	uint32_t *cue_gen;     /* cue counted in this message when == gen */
 	uint32_t gen;
 	struct buf *trace;
 	int c[C_COUNT];
+	int c_leg;             /* the rest of the leg: enough for a red flag */
 	struct wcache cache[WCACHE_SIZE];
 };
 
@@ -62,6 +69,7 @@ responder_new(const struct kb *kb)
 	text_init(&r->text);
 	for (int k = 0; k < C_COUNT; k++)
 		r->c[k] = kb_class_index(kb, class_names[k]);   /* kb_load guarantees them */
+	r->c_leg = kb_class_index(kb, "leg");
 	r->cue_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->cue_gen);
 	return r;
 }
@@ -76,6 +84,7 @@ responder_free(struct responder *r)
 	free(r->term);
 	free(r->cls);
 	free(r->clause);
+	free(r->sentence);
 	free(r->covered);
 	free(r->clauses);
 	free(r->cue_gen);
@@ -160,6 +169,7 @@ reserve(struct responder *r, size_t n)
 	r->term = xrealloc(r->term, n * sizeof *r->term);
 	r->cls = xrealloc(r->cls, n * sizeof *r->cls);
 	r->clause = xrealloc(r->clause, n * sizeof *r->clause);
+	r->sentence = xrealloc(r->sentence, n * sizeof *r->sentence);
 	r->covered = xrealloc(r->covered, n * sizeof *r->covered);
 	r->clauses = xrealloc(r->clauses, (n + 1) * sizeof *r->clauses);
 }
@@ -207,9 +217,15 @@ match_at(const struct responder *r, const struct kb_cue *cue, size_t i, bool cla
 	slotpos[0] = i;
 	for (unsigned k = 1; k < cue->nslots; k++) {
 		const struct kb_slot *s = &cue->slots[k];
+		/* "..." spans the sentence (lists: "red, puffy and warm"); ".." stays in the clause */
+		bool wide = s->gap > 4;
 		bool found = false;
 		for (size_t j = pos + 1; j <= pos + 1 + s->gap && j < n; j++) {
-			if (!is_word(r, j) || (clauses_known && r->clause[j] != r->clause[i]))
+			enum tok_kind kind = r->text.toks[j].kind;
+			if (wide && kind == TOK_COMMA)
+				continue;
+			if (!is_word(r, j) || (clauses_known && !wide && r->clause[j] != r->clause[i]) ||
+			    (clauses_known && wide && r->sentence[j] != r->sentence[i]))
 				break;
 			if (slot_ok(r, s, j)) {
 				pos = j;
@@ -292,39 +308,61 @@ mark_classes(struct responder *r, bool idioms)
 	}
 }
 
-/* Numbers clauses: a comma, a stop or a breaker word ("but") ends one. */
+/*
+ * Numbers clauses (a comma, a stop or a breaker word ends one) and sentences,
+ * and decides for each clause whether it is past and whose knee it is about.
+ * A resolving or past clause also reaches back over the earlier clauses of its
+ * sentence ("swelled up after the marathon, never since") unless a breaker
+ * stands between or the earlier clause says "now".
+ */
 static size_t
 find_clauses(struct responder *r)
 {
 	size_t n = r->text.ntoks, c = 0;
-	r->clauses[0] = (struct clause){ false, false };
-	bool self = false, third = false, after_self = false;
+	uint16_t sent = 0;
+	bool self = false, third = false, after_self = false, past = false, resolved = false, opened = false;
+	r->clauses[0] = (struct clause){ 0 };
 	for (size_t i = 0; i <= n; i++) {
-		bool end = i == n || !is_word(r, i) || HAS(r, i, C_BREAKER);
-		if (end) {
-			r->clauses[c].third = third && !self;
-			if (i == n)
-				break;
+		bool stop = i < n && (r->text.toks[i].kind == TOK_STOP || r->text.toks[i].kind == TOK_QMARK);
+		bool brk = i < n && is_word(r, i) && HAS(r, i, C_BREAKER);
+		bool end = i == n || !is_word(r, i) || brk;
+		if (!end) {
 			r->clause[i] = (uint16_t)c;
-			if (c + 1 < UINT16_MAX && c < n) {
-				c++;
-				r->clauses[c] = (struct clause){ false, false };
+			r->sentence[i] = sent;
+			past |= HAS(r, i, C_PAST);
+			resolved |= HAS(r, i, C_RESOLVED);
+			r->clauses[c].current |= HAS(r, i, C_CURRENT);
+			/* "my friend's knee": "my" then someone else is not the speaker's knee */
+			if (HAS(r, i, C_THIRD) && !HAS(r, i, C_SELF)) {
+				third = true;
+				if (after_self)
+					self = false;
 			}
-			self = third = after_self = false;
+			after_self = HAS(r, i, C_SELF);
+			if (after_self)
+				self = true;
 			continue;
 		}
+		struct clause *cl = &r->clauses[c];
+		cl->third = third && !self;
+		cl->past = resolved || (past && !cl->current);
+		cl->sentence = sent;
+		cl->breaker = opened;
+		if (cl->past)
+			for (size_t j = c; j-- > 0 && r->clauses[j].sentence == sent && !r->clauses[j + 1].breaker;)
+				if (!r->clauses[j].current)
+					r->clauses[j].past = true;
+		if (i == n)
+			break;
 		r->clause[i] = (uint16_t)c;
-		if (HAS(r, i, C_PAST) || HAS(r, i, C_RESOLVED))
-			r->clauses[c].past = true;
-		/* "my friend's knee": "my" then someone else is not the speaker's knee */
-		if (HAS(r, i, C_THIRD) && !HAS(r, i, C_SELF)) {
-			third = true;
-			if (after_self)
-				self = false;
-		}
-		after_self = HAS(r, i, C_SELF);
-		if (after_self)
-			self = true;
+		r->sentence[i] = sent;
+		if (stop && sent < UINT16_MAX)
+			sent++;
+		if (c + 1 < UINT16_MAX && c < n)
+			c++;
+		r->clauses[c] = (struct clause){ 0 };
+		self = third = after_self = past = resolved = false;
+		opened = brk;
 	}
 	return c + 1;
 }
@@ -333,6 +371,10 @@ static bool
 negated(const struct responder *r, size_t start, size_t end, const size_t *slotpos, unsigned nslots)
 {
 	unsigned window = kb_settings(r->kb)->negation_window;
+	/* "won't straighten and I can't put weight on it": a negated phrase is not undone by a negator before it */
+	for (unsigned k = 0; k < nslots; k++)
+		if (HAS(r, slotpos[k], C_NEGATOR))
+			return false;
 	for (size_t j = start, k = 0; j-- > 0 && k < window; k++) {
 		if (r->clause[j] != r->clause[start] || !is_word(r, j))
 			break;
@@ -376,11 +418,20 @@ count_cue(const struct kb_cue *cue, struct triage *t)
 	t->cue_hits++;
 }
 
+
 struct reading {
-	bool question, thanks, greeting, body, symptom;
+	bool question, thanks, greeting, body, leg, symptom;
+	uint16_t last_question;   /* 1 + the sentence of the last question, 0 if none */
 	bool symptom_outside_flags;
 	unsigned hits;
 };
+
+/* Someone else's knee is answered when a question follows it ("his knees ache - anything he can do?"). */
+static bool
+asked_about(const struct reading *rd, const struct clause *cl)
+{
+	return rd->last_question > cl->sentence;
+}
 
 static void
 match_cues(struct responder *r, struct reading *rd, struct triage *t)
@@ -405,7 +456,7 @@ match_cues(struct responder *r, struct reading *rd, struct triage *t)
 				continue;
 			const struct clause *cl = &r->clauses[r->clause[i]];
 			bool neg = negated(r, i, (size_t)end, slotpos, cue->nslots);
-			bool current = !cl->past && (!cl->third || rd->question);
+			bool current = !cl->past && (!cl->third || asked_about(rd, cl));
 			bool counts = cue->when_negated ? neg && !cl->past : !neg && current;
 			if (!counts)
 				continue;
@@ -425,52 +476,56 @@ match_cues(struct responder *r, struct reading *rd, struct triage *t)
 	}
 }
 
+
 static void
 read_message(struct responder *r, struct reading *rd)
 {
 	size_t n = r->text.ntoks;
 	size_t none[1] = { 0 };
 	for (size_t i = 0; i < n; i++) {
-		if (r->text.toks[i].kind == TOK_QMARK)
+		bool ask = r->text.toks[i].kind == TOK_QMARK || (is_word(r, i) && HAS(r, i, C_ASK));
+		if (ask) {
 			rd->question = true;
+			rd->last_question = (uint16_t)(r->sentence[i] + 1);
+		}
 		if (!is_word(r, i))
 			continue;
 		const struct clause *cl = &r->clauses[r->clause[i]];
-		rd->question |= HAS(r, i, C_ASK);
 		rd->thanks |= HAS(r, i, C_THANKS);
 		rd->greeting |= HAS(r, i, C_GREETING);
 		bool current = !cl->past;
-		if (HAS(r, i, C_BODY) && current)
+		/* "not my knee this time, my shoulder" */
+		if (HAS(r, i, C_BODY) && current && !negated(r, i, i, none, 0))
 			rd->body = true;
+		if (r->c_leg >= 0 && ((r->cls[i] >> r->c_leg) & 1u) && current)
+			rd->leg = true;
 		if (HAS(r, i, C_SYMPTOM) && current && !negated(r, i, i, none, 0)) {
 			rd->symptom = true;
 			(void)none;
 		}
 	}
 	/* a third party's knee without a question is chatter; with one it is a complaint */
-	if (!rd->question) {
-		bool any = false;
-		for (size_t i = 0; i < n; i++) {
-			if (!is_word(r, i))
-				continue;
-			const struct clause *cl = &r->clauses[r->clause[i]];
-			if (HAS(r, i, C_SYMPTOM) && !cl->past && !cl->third && !negated(r, i, i, none, 0))
-				any = true;
-		}
-		rd->symptom = any;
+	bool any = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_word(r, i))
+			continue;
+		const struct clause *cl = &r->clauses[r->clause[i]];
+		if (HAS(r, i, C_SYMPTOM) && !cl->past && (!cl->third || asked_about(rd, cl)) && !negated(r, i, i, none, 0))
+			any = true;
 	}
+	rd->symptom = any;
 }
 
 /* After cues: is there a current symptom that is not itself a red-flag match? */
 static bool
-symptom_outside_flags(const struct responder *r, bool question)
+symptom_outside_flags(const struct responder *r, const struct reading *rd)
 {
 	size_t none[1] = { 0 };
 	for (size_t i = 0; i < r->text.ntoks; i++) {
 		if (!is_word(r, i) || r->covered[i] || !HAS(r, i, C_SYMPTOM))
 			continue;
 		const struct clause *cl = &r->clauses[r->clause[i]];
-		if (!cl->past && (!cl->third || question) && !negated(r, i, i, none, 0))
+		if (!cl->past && (!cl->third || asked_about(rd, cl)) && !negated(r, i, i, none, 0))
 			return true;
 	}
 	return false;
@@ -506,19 +561,59 @@ rank(const struct kb *kb, struct triage *t)
 		t->confidence[i] = t->score[t->ranked[i]] / (total + st->condition_min);
 }
 
+/*
+ * A red flag needs the knee or leg in the message; one marked "needs =
+ * complaint" also needs something else wrong: another symptom, another red
+ * flag, or a named condition ("foot gone numb" beside "knee locked").
+ */
 static void
-raise_flags(const struct responder *r, struct triage *t, bool body, bool other_symptom)
+raise_flags(const struct responder *r, struct triage *t, bool body, bool other_symptom, bool named)
 {
 	const struct kb_settings *st = kb_settings(r->kb);
 	t->flags = 0;
 	t->factors = 0;
-	for (unsigned f = 0; f < KB_NREDFLAGS; f++)
-		if (t->flag_score[f] >= st->flag_min && body &&
-		    (!kb_needs_complaint(r->kb, KB_T_REDFLAG, f) || other_symptom))
+	uint32_t needing = 0;
+	for (unsigned f = 0; f < KB_NREDFLAGS; f++) {
+		if (t->flag_score[f] < st->flag_min || !body)
+			continue;
+		if (kb_needs_complaint(r->kb, KB_T_REDFLAG, f))
+			needing |= 1u << f;
+		else
 			t->flags |= 1u << f;
+	}
+	if (needing && (other_symptom || t->flags || named))
+		t->flags |= needing;
 	for (unsigned f = 0; f < KB_NFACTORS; f++)
 		if (t->factor_score[f] >= st->flag_min)
 			t->factors |= 1u << f;
+}
+
+/* For --explain: each word with its classes and clause, e.g. "knee[body](c0)". */
+static void
+trace_tokens(const struct responder *r)
+{
+	buf_adds(r->trace, "words:");
+	for (size_t i = 0; i < r->text.ntoks; i++) {
+		const struct tok *tk = &r->text.toks[i];
+		if (!is_word(r, i)) {
+			buf_printf(r->trace, " %.*s", (int)tk->len, r->text.norm + tk->off);
+			continue;
+		}
+		buf_printf(r->trace, " %.*s", (int)tk->len, r->text.norm + tk->off);
+		bool open = false;
+		for (size_t c = 0; c < kb_class_count(r->kb); c++) {
+			if (!((r->cls[i] >> c) & 1u))
+				continue;
+			buf_printf(r->trace, "%s%s", open ? "," : "[", kb_class_name(r->kb, c));
+			open = true;
+		}
+		if (open)
+			buf_addc(r->trace, ']');
+		const struct clause *cl = &r->clauses[r->clause[i]];
+		if (cl->past || cl->third)
+			buf_printf(r->trace, "(%s%s)", cl->past ? "past" : "", cl->third ? "third" : "");
+	}
+	buf_addc(r->trace, '\n');
 }
 
 static void
@@ -559,12 +654,14 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 	mark_classes(r, false);
 	mark_classes(r, false);   /* a class may be built from another */
 	find_clauses(r);
+	if (r->trace)
+		trace_tokens(r);
 
 	struct reading rd = { 0 };
 	read_message(r, &rd);
 	t->question = rd.question;
 	match_cues(r, &rd, t);
-	bool other = symptom_outside_flags(r, rd.question);
+	bool other = symptom_outside_flags(r, &rd);
 
 	/* a reply to our question, or more of the same complaint, is read with what came before */
 	bool followup = prior && (t->cue_hits > 0 || rd.symptom || rd.body);
@@ -573,12 +670,17 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 		rd.body = true;
 		other = true;
 	}
-	raise_flags(r, t, rd.body, other);
 	rank(r->kb, t);
 	const struct kb_settings *st = kb_settings(r->kb);
-	bool named = t->nranked > 0 && t->score[t->ranked[0]] >= st->condition_min;
-	/* a named condition is itself about the knee: "wear and tear, deep ache after runs" */
-	t->complaint = followup || (rd.body && (rd.symptom || named)) || (named && rd.symptom);
+	bool named = t->nranked > 0;
+	/*
+	 * A strongly named condition is itself about the knee ("skiing crash,
+	 * heard a pop, feels unstable"; "wear and tear, deep ache after runs");
+	 * a weakly named one may be the red flag's own word ("the cork went pop").
+	 */
+	bool strong = named && t->score[t->ranked[0]] >= 2 * st->condition_min;
+	raise_flags(r, t, rd.body || rd.leg || strong, other, named);
+	t->complaint = followup || (rd.symptom && (rd.body || strong));
 
 	if (t->flags)
 		t->kind = TRIAGE_ANSWER;

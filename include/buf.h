@@ -17,6 +17,8 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_clear(struct buf *b);
+/* Cuts the string back to len bytes (len <= b->len). */
+void buf_truncate(struct buf *b, size_t len);
 void buf_add(struct buf *b, const char *s, size_t n);
 void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);

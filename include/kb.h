@@ -158,6 +158,7 @@ int kb_class_index(const struct kb *kb, const char *name);
 /* True when cues.ini says "needs = complaint": raised only beside another knee or leg symptom. */
 bool kb_needs_complaint(const struct kb *kb, enum kb_target target, unsigned index);
 size_t kb_class_count(const struct kb *kb);
+const char *kb_class_name(const struct kb *kb, size_t i);
 
 /* "002, 004" into buf from a seed mask. */
 void kb_seeds_format(unsigned seeds, struct buf *b);

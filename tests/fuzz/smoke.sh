@@ -8,7 +8,9 @@ for f in "$@"; do
 	work=$(mktemp -d)
 	[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
 	echo "== $f ($secs s)"
+	mkdir -p build/fuzz/artifacts
 	if ./build/fuzz/"$f" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=build/fuzz/artifacts/"$f"- \
 		-print_final_stats=1 "$work" > "$work.log" 2>&1; then
 		grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "$work.log" | sed 's/^/   /'
 	else
