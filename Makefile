@@ -83,6 +83,10 @@ build/asan/tests/%: tests/%.c tests/t.h $(ASAN_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SAN) -Itests -o $@ $< $(ASAN_LIB) $(PKG_LIBS)
 
+build/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB) $(PKG_LIBS)
+
 tests: $(BIN) build/asan/kneebot $(addprefix build/tests/,$(TESTS)) $(addprefix build/asan/tests/,$(TESTS))
 
 # Installs the Debian packages that are missing (sudo when not root).

@@ -159,6 +159,7 @@ struct kb {
 	size_t thash_cap;
 	struct word *words;
 	size_t nwords, capwords;
+	uint32_t word_first[257];  /* words[word_first[c] .. word_first[c+1]) start with byte c */
 
 	char *classes[KB_MAX_CLASSES];
 	struct entry class_e[KB_MAX_CLASSES];
@@ -171,12 +172,14 @@ struct kb {
 	struct kb_cue *cues;
 	size_t ncues;
 
-	/* first-slot index: cues that can start at a term, a number or a class */
-	uint32_t *term_off, *term_items;
-	uint32_t *num_items;
-	size_t nnum;
-	uint32_t class_off[KB_MAX_CLASSES + 1];
-	uint32_t *class_items;
+	/* first-slot index per pass: cues that can start at a term, a number or a class */
+	struct cue_index {
+		uint32_t *term_off, *term_items;
+		uint32_t *num_items;
+		size_t nnum;
+		uint32_t class_off[KB_MAX_CLASSES + 1];
+		uint32_t *class_items;
+	} idx[KB_NPASSES];
 
 	void **allocs;         /* every string and array owned by the KB */
 	size_t nallocs, capallocs;
@@ -748,9 +751,9 @@ is_function_class(const struct kb *kb, unsigned cls)
 	return false;
 }
 
-/* Compiles one slot alternative ("swelling") to its term; -1 with a message on error. */
+/* Compiles one slot alternative ("swelling", or "=popped" for the word as written) to its term. */
 static int
-compile_word(struct kb *kb, const char *w, size_t n, bool typo_target, uint32_t *term, char *why, size_t whylen)
+compile_word(struct kb *kb, const char *w, size_t n, bool typo_target, bool exact, uint32_t *term, char *why, size_t whylen)
 {
 	char tmp[TEXT_MAX_WORD + 1];
 	if (n == 0 || n > TEXT_MAX_WORD) {
@@ -765,6 +768,14 @@ compile_word(struct kb *kb, const char *w, size_t n, bool typo_target, uint32_t 
 	const struct tok *t = &kb->scratch.toks[0];
 	const char *s = kb->scratch.norm + t->off;
 	size_t len;
+	if (exact) {
+		/* exact words live beside the stems, marked by a leading '=' */
+		tmp[0] = '=';
+		len = t->len < sizeof tmp - 1 ? t->len : sizeof tmp - 2;
+		memcpy(tmp + 1, s, len);
+		*term = intern(kb, tmp, len + 1);
+		return 0;
+	}
 	if (t->kind == TOK_NUM) {
 		*term = intern(kb, s, t->len);
 		return 0;
@@ -836,8 +847,25 @@ compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *wh
 		struct kb_slot *sl = &cue->slots[cue->nslots];
 		sl->gap = (uint8_t)gap;
 		gap = 0;
-		if (strcmp(tok, "#") == 0) {
+		if (tok[0] == '#') {
+			/* "#" any number, "#45-110" one in that range */
 			sl->kind = KB_SLOT_NUMBER;
+			sl->min = -1e30f;
+			sl->max = 1e30f;
+			if (tok[1]) {
+				char *end;
+				sl->min = strtof(tok + 1, &end);
+				if (*end != '-' || end == tok + 1) {
+					snprintf(why, whylen, "'%s': a number range is #MIN-MAX", tok);
+					goto out;
+				}
+				char *end2;
+				sl->max = strtof(end + 1, &end2);
+				if (*end2 || end2 == end + 1 || sl->max < sl->min) {
+					snprintf(why, whylen, "'%s': a number range is #MIN-MAX", tok);
+					goto out;
+				}
+			}
 		} else if (strcmp(tok, "*") == 0) {
 			if (cue->nslots == 0) {
 				snprintf(why, whylen, "a pattern cannot start with '*'");
@@ -859,6 +887,11 @@ compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *wh
 		} else {
 			uint32_t terms[32];
 			unsigned n = 0;
+			bool exact = tok[0] == '=';
+			if (exact && !*++tok) {
+				snprintf(why, whylen, "'=' must be followed by words");
+				goto out;
+			}
 			for (char *a = tok; *a;) {
 				char *bar = strchr(a, '|');
 				size_t an = bar ? (size_t)(bar - a) : strlen(a);
@@ -866,14 +899,14 @@ compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *wh
 					snprintf(why, whylen, "more than %zu alternatives", NELEM(terms));
 					goto out;
 				}
-				if (compile_word(kb, a, an, typo, &terms[n], why, whylen) < 0)
+				if (compile_word(kb, a, an, typo && !exact, exact, &terms[n], why, whylen) < 0)
 					goto out;
 				n++;
 				if (!bar)
 					break;
 				a = bar + 1;
 			}
-			sl->kind = KB_SLOT_TERMS;
+			sl->kind = exact ? KB_SLOT_EXACT : KB_SLOT_TERMS;
 			sl->nterms = (uint16_t)n;
 			uint32_t *t = own(kb, xmalloc(n * sizeof *t));
 			memcpy(t, terms, n * sizeof *t);
@@ -905,57 +938,83 @@ dup_term(const struct kb_slot *s, unsigned j)
 	return false;
 }
 
-static void
-build_index(struct kb *kb)
+/* Which reading pass a cue belongs to. */
+static enum kb_pass
+cue_pass(const struct kb *kb, const struct kb_cue *c)
 {
+	if (c->target != KB_T_CLASS)
+		return KB_PASS_SCORE;
+	if (strcmp(kb->classes[c->index], "idiom") == 0)
+		return KB_PASS_IDIOM;
+	for (unsigned i = 0; i < c->nslots; i++)
+		if (c->slots[i].kind == KB_SLOT_CLASS)
+			return KB_PASS_CLASS2;
+	return KB_PASS_CLASS;
+}
+
+static void
+build_index(struct kb *kb, enum kb_pass pass)
+{
+	struct cue_index *x = &kb->idx[pass];
 	size_t *count = xcalloc(kb->nterms + 1, sizeof *count);
 	size_t ccount[KB_MAX_CLASSES] = { 0 };
 	size_t total = 0, ctotal = 0;
-	kb->nnum = 0;
+	x->nnum = 0;
 	for (size_t i = 0; i < kb->ncues; i++) {
 		const struct kb_slot *s = &kb->cues[i].slots[0];
-		if (s->kind == KB_SLOT_TERMS) {
+		if (cue_pass(kb, &kb->cues[i]) != pass)
+			continue;
+		if (s->kind == KB_SLOT_TERMS || s->kind == KB_SLOT_EXACT) {
 			for (unsigned j = 0; j < s->nterms; j++)
 				if (!dup_term(s, j))
 					count[s->terms[j]]++, total++;
-		} else if (s->kind == KB_SLOT_NUMBER)
-			kb->nnum++;
-		else if (s->kind == KB_SLOT_CLASS)
+		} else if (s->kind == KB_SLOT_NUMBER) {
+			x->nnum++;
+		} else if (s->kind == KB_SLOT_CLASS) {
 			ccount[s->cls]++, ctotal++;
+		}
 	}
-	kb->term_off = own(kb, xcalloc(kb->nterms + 1, sizeof *kb->term_off));
-	kb->term_items = own(kb, xcalloc(total + 1, sizeof *kb->term_items));
-	kb->num_items = own(kb, xcalloc(kb->nnum + 1, sizeof *kb->num_items));
-	kb->class_items = own(kb, xcalloc(ctotal + 1, sizeof *kb->class_items));
+	x->term_off = own(kb, xcalloc(kb->nterms + 1, sizeof *x->term_off));
+	x->term_items = own(kb, xcalloc(total + 1, sizeof *x->term_items));
+	x->num_items = own(kb, xcalloc(x->nnum + 1, sizeof *x->num_items));
+	x->class_items = own(kb, xcalloc(ctotal + 1, sizeof *x->class_items));
 	size_t acc = 0;
 	for (size_t t = 0; t < kb->nterms; t++) {
-		kb->term_off[t] = (uint32_t)acc;
+		x->term_off[t] = (uint32_t)acc;
 		acc += count[t];
-		count[t] = kb->term_off[t];
+		count[t] = x->term_off[t];
 	}
-	kb->term_off[kb->nterms] = (uint32_t)acc;
+	x->term_off[kb->nterms] = (uint32_t)acc;
 	acc = 0;
 	size_t cpos[KB_MAX_CLASSES];
 	for (size_t c = 0; c < KB_MAX_CLASSES; c++) {
-		kb->class_off[c] = (uint32_t)acc;
+		x->class_off[c] = (uint32_t)acc;
 		cpos[c] = acc;
 		acc += ccount[c];
 	}
-	kb->class_off[KB_MAX_CLASSES] = (uint32_t)acc;
+	x->class_off[KB_MAX_CLASSES] = (uint32_t)acc;
 	size_t npos = 0;
 	for (size_t i = 0; i < kb->ncues; i++) {
 		const struct kb_slot *s = &kb->cues[i].slots[0];
-		if (s->kind == KB_SLOT_TERMS) {
+		if (cue_pass(kb, &kb->cues[i]) != pass)
+			continue;
+		if (s->kind == KB_SLOT_TERMS || s->kind == KB_SLOT_EXACT) {
 			for (unsigned j = 0; j < s->nterms; j++)
 				if (!dup_term(s, j))
-					kb->term_items[count[s->terms[j]]++] = (uint32_t)i;
+					x->term_items[count[s->terms[j]]++] = (uint32_t)i;
 		} else if (s->kind == KB_SLOT_NUMBER) {
-			kb->num_items[npos++] = (uint32_t)i;
+			x->num_items[npos++] = (uint32_t)i;
 		} else if (s->kind == KB_SLOT_CLASS) {
-			kb->class_items[cpos[s->cls]++] = (uint32_t)i;
+			x->class_items[cpos[s->cls]++] = (uint32_t)i;
 		}
 	}
 	free(count);
+}
+
+static int
+cmp_word(const void *a, const void *b)
+{
+	return strcmp(((const struct word *)a)->word, ((const struct word *)b)->word);
 }
 
 static void
@@ -972,7 +1031,15 @@ compile_all(struct kb *kb, struct buf *err, int *errors)
 		}
 		kb->ncues++;
 	}
-	build_index(kb);
+	for (int p = 0; p < KB_NPASSES; p++)
+		build_index(kb, (enum kb_pass)p);
+	qsort(kb->words, kb->nwords, sizeof *kb->words, cmp_word);
+	size_t w = 0;
+	for (unsigned c = 0; c <= 256; c++) {
+		while (c < 256 && w < kb->nwords && (unsigned char)kb->words[w].word[0] < c)
+			w++;
+		kb->word_first[c] = (uint32_t)(c == 256 ? kb->nwords : w);
+	}
 }
 
 /* --- whole-KB checks --- */
@@ -1177,6 +1244,14 @@ size_t kb_cue_count(const struct kb *kb) { return kb->ncues; }
 const struct kb_cue *kb_cue_at(const struct kb *kb, size_t i) { return &kb->cues[i]; }
 const char *kb_term_text(const struct kb *kb, uint32_t term) { return term < kb->nterms ? kb->terms[term] : NULL; }
 size_t kb_word_count(const struct kb *kb) { return kb->nwords; }
+size_t kb_term_count(const struct kb *kb) { return kb->nterms; }
+
+void
+kb_words_starting(const struct kb *kb, unsigned char c, size_t *from, size_t *to)
+{
+	*from = kb->word_first[c];
+	*to = kb->word_first[c + 1];
+}
 size_t kb_class_count(const struct kb *kb) { return kb->nclasses; }
 const char *kb_class_name(const struct kb *kb, size_t i) { return i < kb->nclasses ? kb->classes[i] : NULL; }
 
@@ -1218,32 +1293,34 @@ kb_topic(const struct kb *kb, const char *id)
 }
 
 const uint32_t *
-kb_cues_starting(const struct kb *kb, uint32_t term, size_t *n)
+kb_cues_starting(const struct kb *kb, enum kb_pass pass, uint32_t term, size_t *n)
 {
+	const struct cue_index *x = &kb->idx[pass];
 	if (term >= kb->nterms) {
 		*n = 0;
 		return NULL;
 	}
-	*n = kb->term_off[term + 1] - kb->term_off[term];
-	return kb->term_items + kb->term_off[term];
+	*n = x->term_off[term + 1] - x->term_off[term];
+	return x->term_items + x->term_off[term];
 }
 
 const uint32_t *
-kb_cues_starting_number(const struct kb *kb, size_t *n)
+kb_cues_starting_number(const struct kb *kb, enum kb_pass pass, size_t *n)
 {
-	*n = kb->nnum;
-	return kb->num_items;
+	*n = kb->idx[pass].nnum;
+	return kb->idx[pass].num_items;
 }
 
 const uint32_t *
-kb_cues_starting_class(const struct kb *kb, unsigned cls, size_t *n)
+kb_cues_starting_class(const struct kb *kb, enum kb_pass pass, unsigned cls, size_t *n)
 {
+	const struct cue_index *x = &kb->idx[pass];
 	if (cls >= KB_MAX_CLASSES) {
 		*n = 0;
 		return NULL;
 	}
-	*n = kb->class_off[cls + 1] - kb->class_off[cls];
-	return kb->class_items + kb->class_off[cls];
+	*n = x->class_off[cls + 1] - x->class_off[cls];
+	return x->class_items + x->class_off[cls];
 }
 
 void

@@ -13,12 +13,12 @@
 #include "responder.h"
 #include "text.h"
 
-#define WCACHE_SIZE 8192u      /* surface word -> term; a power of two */
+#define WCACHE_SIZE 16384u     /* surface word -> term; a power of two */
 #define WCACHE_WORD 24
 
 struct wcache {
 	uint64_t hash;
-	uint32_t term;
+	uint32_t term, exact;
 	uint8_t len;
 	char word[WCACHE_WORD];
 };
@@ -27,6 +27,8 @@ struct clause {
 	bool past;     /* speaks of the past or of something resolved */
 	bool third;    /* about someone else's knee */
 	bool current;  /* says "now", "today", "diagnosed": never made past */
+	bool body;     /* names the knee or the Achilles */
+	bool leg;      /* names another part of the leg */
 	bool breaker;  /* opened by "but", "though": earlier clauses are another thought */
 	uint16_t sentence;
 };
@@ -45,16 +47,23 @@ struct responder {
 	struct text text;
 	size_t cap;
 	uint32_t *term;
+	uint32_t *exact;       /* the word as written, for "=popped" slots */
 	uint64_t *cls;
 	uint16_t *clause;
 	uint16_t *sentence;
 	uint8_t *covered;      /* part of a counted red-flag match */
 	struct clause *clauses;
 	uint32_t *cue_gen;     /* cue counted in this message when == gen */
+	uint32_t *viable_gen;  /* cue's words all present in this message when == gen ... */
+	uint32_t *novia_gen;   /* ... or known absent when == gen */
+	uint64_t *present;     /* terms in this message, one bit each */
+	size_t present_words;
+	uint64_t present_cls;  /* classes in this message */
 	uint32_t gen;
 	struct buf *trace;
 	int c[C_COUNT];
 	int c_leg;             /* the rest of the leg: enough for a red flag */
+	int c_other;           /* joints away from the leg */
 	struct wcache cache[WCACHE_SIZE];
 };
 
@@ -70,7 +79,12 @@ responder_new(const struct kb *kb)
 	for (int k = 0; k < C_COUNT; k++)
 		r->c[k] = kb_class_index(kb, class_names[k]);   /* kb_load guarantees them */
 	r->c_leg = kb_class_index(kb, "leg");
+	r->c_other = kb_class_index(kb, "otherjoint");
 	r->cue_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->cue_gen);
+	r->viable_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->viable_gen);
+	r->novia_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->novia_gen);
+	r->present_words = kb_term_count(kb) / 64 + 1;
+	r->present = xcalloc(r->present_words, sizeof *r->present);
 	return r;
 }
 
@@ -82,12 +96,16 @@ responder_free(struct responder *r)
 	stemmer_free(r->stemmer);
 	text_free(&r->text);
 	free(r->term);
+	free(r->exact);
 	free(r->cls);
 	free(r->clause);
 	free(r->sentence);
 	free(r->covered);
 	free(r->clauses);
 	free(r->cue_gen);
+	free(r->viable_gen);
+	free(r->novia_gen);
+	free(r->present);
 	free(r);
 }
 
@@ -122,8 +140,9 @@ correct_typo(const struct responder *r, const char *w, size_t n)
 	unsigned max = n >= st->typo_two_len ? 2 : 1;
 	uint32_t best = KB_TERM_NONE;
 	unsigned bestd = max + 1;
-	size_t nw = kb_word_count(r->kb);
-	for (size_t i = 0; i < nw; i++) {
+	size_t from, to;
+	kb_words_starting(r->kb, (unsigned char)w[0], &from, &to);
+	for (size_t i = from; i < to; i++) {
 		uint32_t term;
 		const char *cand = kb_word_at(r->kb, i, &term);
 		size_t cn = strlen(cand);
@@ -139,22 +158,35 @@ correct_typo(const struct responder *r, const char *w, size_t n)
 	return best;
 }
 
+/* A word's term: stemmed (numbers as written), else the nearest KB word; cached with its exact term. */
 static uint32_t
-lookup_word(struct responder *r, const char *w, size_t n)
+lookup_word(struct responder *r, const char *w, size_t n, bool number, uint32_t *exact)
 {
 	uint64_t h = hash_word(w, n);
 	struct wcache *e = n <= WCACHE_WORD ? &r->cache[h & (WCACHE_SIZE - 1)] : NULL;
-	if (e && e->len == n && e->hash == h && memcmp(e->word, w, n) == 0)
+	if (e && e->len == n && e->hash == h && memcmp(e->word, w, n) == 0) {
+		*exact = e->exact;
 		return e->term;
-	char stem[TEXT_MAX_WORD + 1];
-	size_t sn = stemmer_stem(r->stemmer, w, n, stem, sizeof stem);
-	uint32_t term = kb_term(r->kb, stem, sn);
-	if (term == KB_TERM_NONE)
-		term = correct_typo(r, w, n);
+	}
+	char eq[TEXT_MAX_WORD + 2];
+	eq[0] = '=';
+	memcpy(eq + 1, w, n);
+	*exact = kb_term(r->kb, eq, n + 1);
+	uint32_t term;
+	if (number) {
+		term = kb_term(r->kb, w, n);
+	} else {
+		char stem[TEXT_MAX_WORD + 1];
+		size_t sn = stemmer_stem(r->stemmer, w, n, stem, sizeof stem);
+		term = kb_term(r->kb, stem, sn);
+		if (term == KB_TERM_NONE)
+			term = correct_typo(r, w, n);
+	}
 	if (e) {
 		e->hash = h;
 		e->len = (uint8_t)n;
 		e->term = term;
+		e->exact = *exact;
 		memcpy(e->word, w, n);
 	}
 	return term;
@@ -167,6 +199,7 @@ reserve(struct responder *r, size_t n)
 		return;
 	r->cap = n;
 	r->term = xrealloc(r->term, n * sizeof *r->term);
+	r->exact = xrealloc(r->exact, n * sizeof *r->exact);
 	r->cls = xrealloc(r->cls, n * sizeof *r->cls);
 	r->clause = xrealloc(r->clause, n * sizeof *r->clause);
 	r->sentence = xrealloc(r->sentence, n * sizeof *r->sentence);
@@ -193,8 +226,23 @@ slot_ok(const struct responder *r, const struct kb_slot *s, size_t i)
 			if (s->terms[k] == r->term[i])
 				return true;
 		return false;
-	case KB_SLOT_NUMBER:
-		return r->text.toks[i].kind == TOK_NUM;
+	case KB_SLOT_EXACT:
+		for (unsigned k = 0; k < s->nterms; k++)
+			if (s->terms[k] == r->exact[i])
+				return true;
+		return false;
+	case KB_SLOT_NUMBER: {
+		const struct tok *tk = &r->text.toks[i];
+		if (tk->kind != TOK_NUM)
+			return false;
+		/* "52m", "70s", "38.6": the leading number */
+		char num[32];
+		size_t n = tk->len < sizeof num - 1 ? tk->len : sizeof num - 1;
+		memcpy(num, r->text.norm + tk->off, n);
+		num[n] = '\0';
+		float v = strtof(num, NULL);
+		return v >= s->min && v <= s->max;
+	}
 	case KB_SLOT_CLASS:
 		return (r->cls[i] >> s->cls) & 1u;
 	case KB_SLOT_ANY:
@@ -242,9 +290,10 @@ match_at(const struct responder *r, const struct kb_cue *cue, size_t i, bool cla
 
 /* Walks the cues that can start at token i: by its term, as a number, by each class it has. */
 struct cue_iter {
+	enum kb_pass pass;
 	const uint32_t *list;
 	size_t n, k;
-	int phase;        /* 0 term, 1 number, 2 classes */
+	int phase;        /* 0 term, 1 exact word, 2 number, 3 classes */
 	uint64_t bits;
 };
 
@@ -257,17 +306,21 @@ next_cue(const struct responder *r, size_t i, struct cue_iter *it, uint32_t *ci)
 		switch (it->phase++) {
 		case 0:
 			if (r->term[i] != KB_TERM_NONE)
-				it->list = kb_cues_starting(r->kb, r->term[i], &it->n);
+				it->list = kb_cues_starting(r->kb, it->pass, r->term[i], &it->n);
 			it->bits = r->cls[i];
 			break;
 		case 1:
+			if (r->exact[i] != KB_TERM_NONE)
+				it->list = kb_cues_starting(r->kb, it->pass, r->exact[i], &it->n);
+			break;
+		case 2:
 			if (r->text.toks[i].kind == TOK_NUM)
-				it->list = kb_cues_starting_number(r->kb, &it->n);
+				it->list = kb_cues_starting_number(r->kb, it->pass, &it->n);
 			break;
 		default:
 			if (!it->bits)
 				return false;
-			it->list = kb_cues_starting_class(r->kb, (unsigned)__builtin_ctzll(it->bits), &it->n);
+			it->list = kb_cues_starting_class(r->kb, it->pass, (unsigned)__builtin_ctzll(it->bits), &it->n);
 			it->bits &= it->bits - 1;
 			break;
 		}
@@ -276,20 +329,51 @@ next_cue(const struct responder *r, size_t i, struct cue_iter *it, uint32_t *ci)
 	return true;
 }
 
+/*
+ * Can every slot of cue find something in this message?  Most candidate cues
+ * start with a common word ("a pop", "the inside") and fail here, cheaply,
+ * without a match attempt; the verdict is kept for the rest of the message.
+ */
+static bool
+viable(struct responder *r, uint32_t ci, const struct kb_cue *cue, bool classes_final)
+{
+	if (r->viable_gen[ci] == r->gen)
+		return true;
+	if (r->novia_gen[ci] == r->gen)
+		return false;
+	bool ok = true;
+	for (unsigned k = 1; k < cue->nslots && ok; k++) {
+		const struct kb_slot *sl = &cue->slots[k];
+		if (sl->kind == KB_SLOT_TERMS || sl->kind == KB_SLOT_EXACT) {
+			bool any = false;
+			for (unsigned j = 0; j < sl->nterms && !any; j++)
+				any = (r->present[sl->terms[j] >> 6] >> (sl->terms[j] & 63)) & 1u;
+			ok = any;
+		} else if (sl->kind == KB_SLOT_CLASS && classes_final) {
+			ok = (r->present_cls >> sl->cls) & 1u;
+		}
+	}
+	/* classes are still being marked in the class passes: decide again next time */
+	if (classes_final || !ok)
+		(ok ? r->viable_gen : r->novia_gen)[ci] = r->gen;
+	return ok;
+}
+
 /* Marks word classes; idioms first, whose words are then forgotten. */
 static void
-mark_classes(struct responder *r, bool idioms)
+mark_classes(struct responder *r, enum kb_pass pass)
 {
+	bool idioms = pass == KB_PASS_IDIOM;
 	size_t slotpos[KB_MAX_SLOTS];
 	size_t n = r->text.ntoks;
 	for (size_t i = 0; i < n; i++) {
 		if (!is_word(r, i))
 			continue;
-		struct cue_iter it = { 0 };
+		struct cue_iter it = { .pass = pass };
 		uint32_t ci;
 		while (next_cue(r, i, &it, &ci)) {
 			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
-			if (cue->target != KB_T_CLASS || (cue->index == (unsigned)r->c[C_IDIOM]) != idioms)
+			if (!idioms && !viable(r, ci, cue, false))
 				continue;
 			long end = match_at(r, cue, i, false, slotpos);
 			if (end < 0)
@@ -297,11 +381,14 @@ mark_classes(struct responder *r, bool idioms)
 			for (size_t j = i; j <= (size_t)end; j++) {
 				if (idioms) {
 					r->term[j] = KB_TERM_NONE;
+					r->exact[j] = KB_TERM_NONE;
 					r->cls[j] = 0;
 				} else {
 					r->cls[j] |= 1ull << cue->index;
 				}
 			}
+			if (!idioms)
+				r->present_cls |= 1ull << cue->index;
 			if (idioms)
 				break;   /* the token is blank now; its other cues are moot */
 		}
@@ -332,6 +419,9 @@ find_clauses(struct responder *r)
 			past |= HAS(r, i, C_PAST);
 			resolved |= HAS(r, i, C_RESOLVED);
 			r->clauses[c].current |= HAS(r, i, C_CURRENT);
+			r->clauses[c].body |= HAS(r, i, C_BODY);
+			if (r->c_leg >= 0)
+				r->clauses[c].leg |= (r->cls[i] >> r->c_leg) & 1u;
 			/* "my friend's knee": "my" then someone else is not the speaker's knee */
 			if (HAS(r, i, C_THIRD) && !HAS(r, i, C_SELF)) {
 				third = true;
@@ -345,6 +435,9 @@ find_clauses(struct responder *r)
 		}
 		struct clause *cl = &r->clauses[c];
 		cl->third = third && !self;
+		/* ", turned out to be a clot": a clause with no subject of its own is still about them */
+		if (!third && !self && c > 0 && !opened && r->clauses[c - 1].sentence == sent && r->clauses[c - 1].third)
+			cl->third = true;
 		cl->past = resolved || (past && !cl->current);
 		cl->sentence = sent;
 		cl->breaker = opened;
@@ -401,6 +494,8 @@ count_cue(const struct kb_cue *cue, struct triage *t)
 	case KB_T_CONDITION:
 		score = &t->score[cue->index];
 		best = &t->best[cue->index];
+		if (cue->weight > 0)
+			t->evidence[cue->index]++;
 		break;
 	case KB_T_REDFLAG:
 		score = &t->flag_score[cue->index];
@@ -421,6 +516,7 @@ count_cue(const struct kb_cue *cue, struct triage *t)
 
 struct reading {
 	bool question, thanks, greeting, body, leg, symptom;
+	bool denied, other;       /* the knee named only to deny it; a joint that is not the leg */
 	uint16_t last_question;   /* 1 + the sentence of the last question, 0 if none */
 	bool symptom_outside_flags;
 	unsigned hits;
@@ -438,18 +534,14 @@ match_cues(struct responder *r, struct reading *rd, struct triage *t)
 {
 	size_t slotpos[KB_MAX_SLOTS];
 	size_t n = r->text.ntoks;
-	if (++r->gen == 0) {
-		memset(r->cue_gen, 0, (kb_cue_count(r->kb) + 1) * sizeof *r->cue_gen);
-		r->gen = 1;
-	}
 	for (size_t i = 0; i < n; i++) {
 		if (!is_word(r, i))
 			continue;
-		struct cue_iter it = { 0 };
+		struct cue_iter it = { .pass = KB_PASS_SCORE };
 		uint32_t ci;
 		while (next_cue(r, i, &it, &ci)) {
 			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
-			if (cue->target == KB_T_CLASS || r->cue_gen[ci] == r->gen)
+			if (r->cue_gen[ci] == r->gen || !viable(r, ci, cue, true))
 				continue;
 			long end = match_at(r, cue, i, true, slotpos);
 			if (end < 0)
@@ -490,27 +582,39 @@ read_message(struct responder *r, struct reading *rd)
 		}
 		if (!is_word(r, i))
 			continue;
-		const struct clause *cl = &r->clauses[r->clause[i]];
 		rd->thanks |= HAS(r, i, C_THANKS);
 		rd->greeting |= HAS(r, i, C_GREETING);
-		bool current = !cl->past;
-		/* "not my knee this time, my shoulder" */
-		if (HAS(r, i, C_BODY) && current && !negated(r, i, i, none, 0))
-			rd->body = true;
-		if (r->c_leg >= 0 && ((r->cls[i] >> r->c_leg) & 1u) && current)
-			rd->leg = true;
-		if (HAS(r, i, C_SYMPTOM) && current && !negated(r, i, i, none, 0)) {
-			rd->symptom = true;
-			(void)none;
+		/*
+		 * The knee is the topic wherever it is named, even in a past clause
+		 * ("ACL reconstructed years ago... last night it buckled"), but not
+		 * when denied ("not my knee this time, my shoulder").
+		 */
+		if (HAS(r, i, C_BODY)) {
+			if (negated(r, i, i, none, 0))
+				rd->denied = true;
+			else
+				rd->body = true;
 		}
+		if (r->c_leg >= 0 && ((r->cls[i] >> r->c_leg) & 1u))
+			rd->leg = true;
+		if (r->c_other >= 0 && ((r->cls[i] >> r->c_other) & 1u))
+			rd->other = true;
 	}
-	/* a third party's knee without a question is chatter; with one it is a complaint */
+	/* "not the inner knee, the outside" is still the knee; "not my knee, my shoulder" is not */
+	if (rd->denied && !rd->body && !rd->leg && !rd->other)
+		rd->body = true;
+	/*
+	 * A symptom counts when it is current, the speaker's (or asked about),
+	 * not denied, and not plainly about another part of the leg ("legs stiff
+	 * as boards but knees happy").
+	 */
 	bool any = false;
 	for (size_t i = 0; i < n; i++) {
 		if (!is_word(r, i))
 			continue;
 		const struct clause *cl = &r->clauses[r->clause[i]];
-		if (HAS(r, i, C_SYMPTOM) && !cl->past && (!cl->third || asked_about(rd, cl)) && !negated(r, i, i, none, 0))
+		if (HAS(r, i, C_SYMPTOM) && !cl->past && (!cl->third || asked_about(rd, cl)) &&
+		    (cl->body || !cl->leg) && !negated(r, i, i, none, 0))
 			any = true;
 	}
 	rd->symptom = any;
@@ -621,6 +725,7 @@ merge_prior(struct triage *t, const struct triage *p)
 {
 	for (unsigned c = 0; c < KB_NCONDITIONS; c++) {
 		t->score[c] += p->score[c];
+		t->evidence[c] += p->evidence[c];
 		if (!t->best[c] || (p->best[c] && p->best[c]->weight > t->best[c]->weight))
 			t->best[c] = p->best[c];
 	}
@@ -642,17 +747,30 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 	text_analyse(&r->text, text, n);
 	size_t nt = r->text.ntoks;
 	reserve(r, nt + 1);
+	if (++r->gen == 0) {
+		size_t nc = kb_cue_count(r->kb) + 1;
+		memset(r->cue_gen, 0, nc * sizeof *r->cue_gen);
+		memset(r->viable_gen, 0, nc * sizeof *r->viable_gen);
+		memset(r->novia_gen, 0, nc * sizeof *r->novia_gen);
+		r->gen = 1;
+	}
+	memset(r->present, 0, r->present_words * sizeof *r->present);
+	r->present_cls = 0;
 	for (size_t i = 0; i < nt; i++) {
 		const struct tok *tk = &r->text.toks[i];
 		const char *w = r->text.norm + tk->off;
 		r->cls[i] = 0;
 		r->covered[i] = 0;
-		r->term[i] = tk->kind == TOK_WORD ? lookup_word(r, w, tk->len)
-			: tk->kind == TOK_NUM ? kb_term(r->kb, w, tk->len) : KB_TERM_NONE;
+		r->exact[i] = KB_TERM_NONE;
+		r->term[i] = tk->kind <= TOK_NUM ? lookup_word(r, w, tk->len, tk->kind == TOK_NUM, &r->exact[i]) : KB_TERM_NONE;
+		if (r->term[i] != KB_TERM_NONE)
+			r->present[r->term[i] >> 6] |= 1ull << (r->term[i] & 63);
+		if (r->exact[i] != KB_TERM_NONE)
+			r->present[r->exact[i] >> 6] |= 1ull << (r->exact[i] & 63);
 	}
-	mark_classes(r, true);
-	mark_classes(r, false);
-	mark_classes(r, false);   /* a class may be built from another */
+	mark_classes(r, KB_PASS_IDIOM);
+	mark_classes(r, KB_PASS_CLASS);
+	mark_classes(r, KB_PASS_CLASS2);   /* classes built from classes, one level deep */
 	find_clauses(r);
 	if (r->trace)
 		trace_tokens(r);
@@ -680,7 +798,13 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 	 */
 	bool strong = named && t->score[t->ranked[0]] >= 2 * st->condition_min;
 	raise_flags(r, t, rd.body || rd.leg || strong, other, named);
-	t->complaint = followup || (rd.symptom && (rd.body || strong));
+	/*
+	 * A report of where and when without a pain word ("it's the outside now,
+	 * six miles into every run") is a complaint when several separate cues
+	 * agree, or when it asks about it; a bare name ("the ITB chapter") is not.
+	 */
+	bool described = strong && rd.body && (t->evidence[t->ranked[0]] >= 3 || rd.question);
+	t->complaint = followup || (rd.symptom && (rd.body || strong)) || described;
 
 	if (t->flags)
 		t->kind = TRIAGE_ANSWER;

@@ -50,8 +50,26 @@ fold_punct(utf8proc_int32_t c)
 }
 
 /*
+ * What chat adds to ASCII: typographic punctuation and emoji.  These need no
+ * Unicode normalisation, so a message with nothing else skips utf8proc.
+ * Returns the ASCII replacement, 0 for "a space", or -1 for "needs utf8proc".
+ */
+static int
+simple_fold(utf8proc_int32_t cp)
+{
+	utf8proc_int32_t f = fold_punct(cp);
+	if (f != cp)
+		return (int)f;
+	if ((cp >= 0x1F000 && cp <= 0x1FAFF) || (cp >= 0x2600 && cp <= 0x27BF) || cp == 0xFE0F || cp == 0x200D ||
+	    cp == 0x00A0 || cp == 0x2009 || cp == 0x202F)
+		return 0;   /* emoji, their joiners and selectors, odd spaces: word breaks */
+	return -1;
+}
+
+/*
  * Copies in[0..n) to t->tmp as valid UTF-8 with control characters and
- * invalid bytes as spaces; returns whether it was pure ASCII.
+ * invalid bytes as spaces, emoji and typographic punctuation folded; returns
+ * whether what is left is pure ASCII.
  */
 static bool
 sanitise(struct text *t, const char *in, size_t n, size_t *outlen)
@@ -74,6 +92,12 @@ sanitise(struct text *t, const char *in, size_t n, size_t *outlen)
 		if (l <= 0) {
 			t->tmp[o++] = ' ';
 			i++;
+			continue;
+		}
+		int f = simple_fold(cp);
+		if (f >= 0) {
+			t->tmp[o++] = f ? (char)f : ' ';
+			i += (size_t)l;
 			continue;
 		}
 		ascii = false;

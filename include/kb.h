@@ -84,14 +84,15 @@ struct kb_source {
 #define KB_TERM_NONE UINT32_MAX
 #define KB_MAX_SLOTS 8
 
-enum kb_slot_kind { KB_SLOT_TERMS, KB_SLOT_NUMBER, KB_SLOT_CLASS, KB_SLOT_ANY };
+enum kb_slot_kind { KB_SLOT_TERMS, KB_SLOT_EXACT, KB_SLOT_NUMBER, KB_SLOT_CLASS, KB_SLOT_ANY };
 
 struct kb_slot {
 	uint8_t kind;      /* enum kb_slot_kind */
 	uint8_t gap;       /* tokens that may come between the previous slot and this one */
 	uint16_t nterms;
 	uint32_t cls;      /* class index for KB_SLOT_CLASS */
-	const uint32_t *terms;
+	float min, max;    /* KB_SLOT_NUMBER: the value's range */
+	const uint32_t *terms;   /* stems (KB_SLOT_TERMS) or exact words (KB_SLOT_EXACT) */
 };
 
 enum kb_target { KB_T_CONDITION, KB_T_REDFLAG, KB_T_FACTOR, KB_T_CLASS };
@@ -144,15 +145,28 @@ const char *kb_dir(const struct kb *kb);
 /* Matcher access. */
 size_t kb_cue_count(const struct kb *kb);
 const struct kb_cue *kb_cue_at(const struct kb *kb, size_t i);
-/* Cues whose first slot can match term (or a number when term == KB_TERM_NONE and number). */
-const uint32_t *kb_cues_starting(const struct kb *kb, uint32_t term, size_t *n);
-const uint32_t *kb_cues_starting_number(const struct kb *kb, size_t *n);
-const uint32_t *kb_cues_starting_class(const struct kb *kb, unsigned cls, size_t *n);
+/*
+ * The cues each reading pass needs, indexed by what their first slot can
+ * match, so a pass never walks another pass's cues.
+ */
+enum kb_pass {
+	KB_PASS_IDIOM,    /* idiom phrases: their words are blanked first */
+	KB_PASS_CLASS,    /* class phrases made of words */
+	KB_PASS_CLASS2,   /* class phrases that use other classes: a second pass */
+	KB_PASS_SCORE,    /* condition, red-flag and factor cues */
+	KB_NPASSES
+};
+const uint32_t *kb_cues_starting(const struct kb *kb, enum kb_pass pass, uint32_t term, size_t *n);
+const uint32_t *kb_cues_starting_number(const struct kb *kb, enum kb_pass pass, size_t *n);
+const uint32_t *kb_cues_starting_class(const struct kb *kb, enum kb_pass pass, unsigned cls, size_t *n);
 /* Stem to term id, or KB_TERM_NONE. */
 uint32_t kb_term(const struct kb *kb, const char *stem, size_t n);
 const char *kb_term_text(const struct kb *kb, uint32_t term);
 /* Surface words of the vocabulary, for typo correction. */
 size_t kb_word_count(const struct kb *kb);
+/* The words beginning with byte c are kb_word_at(from .. to-1) (the list is sorted). */
+void kb_words_starting(const struct kb *kb, unsigned char c, size_t *from, size_t *to);
+size_t kb_term_count(const struct kb *kb);
 const char *kb_word_at(const struct kb *kb, size_t i, uint32_t *term);
 int kb_class_index(const struct kb *kb, const char *name);
 /* True when cues.ini says "needs = complaint": raised only beside another knee or leg symptom. */

@@ -28,6 +28,7 @@ struct triage {
 	bool question;
 	bool addressed;
 	float score[KB_NCONDITIONS];
+	uint8_t evidence[KB_NCONDITIONS];   /* positive cues that counted */
 	float flag_score[KB_NREDFLAGS];
 	float factor_score[KB_NFACTORS];
 	const struct kb_cue *best[KB_NCONDITIONS];      /* strongest cue per condition */
