@@ -281,6 +281,18 @@ def broken_kb(tmp):
     return kb
 
 
+# file, content, what stderr must say, what it shows
+BROKEN_CONFIGS = [
+    ("unknown.conf", "[bot]\nnick = kneebot\ncolour = blue\n", r"unknown\.conf:3: .*colour", "an unknown key"),
+    ("syntax.conf", "[bot]\nnick = kneebot\nthis is not ini\n", r"syntax\.conf:3: ", "a syntax error"),
+    ("secret.conf", "[bot]\n\nsasl_password = hunter2\n", r"secret\.conf:3: .*sasl_password_file", "an inline secret"),
+    ("nick.conf", "[bot]\nadmins = alice\n", r"nick\.conf:2: .*admins entry 'alice'", "a bare nick in admins"),
+    ("ignore.conf", "[bot]\nignore = mask:*@host\n", r"ignore\.conf:2: .*ignore entry", "a mask without nick!user@host"),
+    ("range.conf", "[bot]\ncooldown_s = -5\n", r"range\.conf:2: .*cooldown_s", "a number out of range"),
+    ("section.conf", "[bot]\n[telegram.x]\nhost = a\n", r"section\.conf:\d+: .*telegram", "an unknown network type"),
+]
+
+
 def test_check_config(tmp):
     codes = source_exit_codes()
     cfg, kbe = codes["EXIT_CONFIG"], codes["EXIT_DATAERR"]
@@ -288,22 +300,10 @@ def test_check_config(tmp):
     write(good, "[bot]\nprefix = ?\nadmins = account:alice, mask:*!*@club.example, @alice:example.org\n")
     r = run([BIN, "--check-config", good])
     check(r.returncode == 0 and r.stderr == "" and "OK" in r.stdout, "--check-config, a good file: exit 0, OK")
-    check_config_fails(tmp, "unknown.conf", "[bot]\nnick = kneebot\ncolour = blue\n", cfg,
-                       r"unknown\.conf:3: .*colour", "an unknown key")
-    check_config_fails(tmp, "syntax.conf", "[bot]\nnick = kneebot\nthis is not ini\n", cfg,
-                       r"syntax\.conf:3: ", "a syntax error")
-    check_config_fails(tmp, "secret.conf", "[bot]\n\nsasl_password = hunter2\n", cfg,
-                       r"secret\.conf:3: .*sasl_password_file", "an inline secret")
+    for name, text, pattern, what in BROKEN_CONFIGS:
+        check_config_fails(tmp, name, text, cfg, pattern, what)
     r = run([BIN, "--check-config", os.path.join(tmp, "secret.conf")])
     check("hunter2" not in r.stdout + r.stderr, "--check-config never prints the inline secret it refuses")
-    check_config_fails(tmp, "nick.conf", "[bot]\nadmins = alice\n", cfg,
-                       r"nick\.conf:2: .*admins entry 'alice'", "a bare nick in admins")
-    check_config_fails(tmp, "ignore.conf", "[bot]\nignore = mask:*@host\n", cfg,
-                       r"ignore\.conf:2: .*ignore entry", "a mask without nick!user@host")
-    check_config_fails(tmp, "range.conf", "[bot]\ncooldown_s = -5\n", cfg,
-                       r"range\.conf:2: .*cooldown_s", "a number out of range")
-    check_config_fails(tmp, "section.conf", "[bot]\n[telegram.x]\nhost = a\n", cfg,
-                       r"section\.conf:\d+: .*telegram", "an unknown network type")
     r = run([BIN, "--check-config", os.path.join(tmp, "missing.conf")])
     check(r.returncode == cfg and "missing.conf" in r.stderr, "--check-config, a missing file: exit %d" % cfg)
     kb = broken_kb(tmp)
