@@ -22,7 +22,7 @@ SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover
 BUILD_DEBS = build-essential pkg-config libcurl4-openssl-dev libcjson-dev libolm-dev libsqlite3-dev \
 	libinih-dev libstemmer-dev libutf8proc-dev libsystemd-dev
 TEST_DEBS = clang python3 inspircd atheme-services ngircd python3-matrix-nio python3-olm \
-	python3-aiohttp openssl man-db groff-base systemd sqlite3 procps
+	python3-aiohttp openssl man-db groff-base mandoc systemd sqlite3 procps
 
 OBJS  = address.o
 OBJS += bot.o
@@ -128,21 +128,29 @@ fuzz: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz-smoke: fuzz
 	@sh tests/fuzz/smoke.sh $(FUZZERS)
 
+# The unit runs the bot as a transient user (DynamicUser=), so the config is
+# world-readable (it holds no secrets; those come from *_file keys) and an
+# existing one is never overwritten.  ExecStart= names /usr/local/bin, the
+# default BINDIR, so that systemd-analyze can rate the unit as it stands.
+# QUIRKS.7 goes beside the data, not into man7, where its name is too generic.
 install: $(BIN)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/responses $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/kneebot $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/responses $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/kneebot $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/kneebot
 	install -m 644 responses/*.ini responses/README.md $(DESTDIR)$(DATADIR)/responses/
 	install -m 644 config/kneebot.conf $(DESTDIR)$(DATADIR)/kneebot.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/kneebot/kneebot.conf || \
-		install -m 640 config/kneebot.conf $(DESTDIR)$(SYSCONFDIR)/kneebot/kneebot.conf
-	if [ -f doc/kneebot.8 ]; then install -m 644 doc/kneebot.8 $(DESTDIR)$(MANDIR)/man8/; fi
-	if [ -f doc/kneebot.conf.5 ]; then install -m 644 doc/kneebot.conf.5 $(DESTDIR)$(MANDIR)/man5/; fi
-	sed 's|@BINDIR@|$(BINDIR)|g' systemd/kneebot.service > $(DESTDIR)$(UNITDIR)/kneebot.service
+		install -m 644 config/kneebot.conf $(DESTDIR)$(SYSCONFDIR)/kneebot/kneebot.conf
+	install -m 644 doc/kneebot.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 doc/QUIRKS.7 $(DESTDIR)$(DATADIR)/
+	install -m 644 doc/kneebot.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(BINDIR)/|' systemd/kneebot.service > $(DESTDIR)$(UNITDIR)/kneebot.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/kneebot.service
 
+# Leaves /etc/kneebot alone: it is the admin's.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kneebot $(DESTDIR)$(UNITDIR)/kneebot.service \
-		$(DESTDIR)$(MANDIR)/man8/kneebot.8 $(DESTDIR)$(MANDIR)/man5/kneebot.conf.5
+		$(DESTDIR)$(MANDIR)/man5/kneebot.conf.5 $(DESTDIR)$(MANDIR)/man8/kneebot.8
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:

@@ -366,6 +366,37 @@ on_value(void *user, const char *section, const char *key, const char *value)
 	return 1;
 }
 
+/* An identity of admins or ignore: which prefix, and what must follow it. */
+static bool
+identity_valid(const char *e)
+{
+	if (strncmp(e, "account:", 8) == 0)
+		return e[8] && !strpbrk(e + 8, " \t");
+	if (strncmp(e, "mask:", 5) == 0) {
+		const char *bang = strchr(e + 5, '!');   /* nick!user@host, never a nick alone */
+		return bang && bang > e + 5 && strchr(bang, '@') && !strpbrk(e + 5, " \t");
+	}
+	const char *colon = e[0] == '@' ? strchr(e, ':') : NULL;
+	return colon && colon > e + 1 && colon[1] && !strpbrk(e, " \t");
+}
+
+int
+conf_identities(const struct conf_section *s, const char *key, const char *file, struct buf *err)
+{
+	char **v;
+	size_t n = strv_split(conf_get(s, key), &v);
+	int rv = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (identity_valid(v[i]))
+			continue;
+		conf_error(err, file, s, key, "%s entry '%s': expected account:NAME, mask:NICK!USER@HOST or @user:server "
+			"(a bare nick is never trusted)", key, v[i]);
+		rv = -1;
+	}
+	strv_free(v, n);
+	return rv;
+}
+
 /* [bot] keys; network sections may repeat the starred ones to override them. */
 static const char *const bot_keys[] = {
 	"nick", "prefix", "responses_dir", "state_dir", "reply_mode", "log_level", "memory_s",
@@ -431,6 +462,8 @@ validate_bot(struct config *c, struct buf *err)
 	bad |= conf_long(s, "memory_s", 0, 86400, 600, &b->memory_s, file, err);
 	bad |= conf_long(s, "cooldown_s", 0, 86400, 120, &b->cooldown_s, file, err);
 	bad |= conf_long(s, "room_max_per_min", 0, 1000, 6, &b->room_max_per_min, file, err);
+	bad |= conf_identities(s, "ignore", file, err);
+	bad |= conf_identities(s, "admins", file, err);
 	b->ignore = xstrdup((v = conf_get(s, "ignore")) ? v : "");
 	b->admins = xstrdup((v = conf_get(s, "admins")) ? v : "");
 	return bad ? -1 : 0;

@@ -72,6 +72,11 @@ const char *conf_net_get(const struct config *c, const struct conf_section *net,
 long conf_net_long(const struct config *c, const struct conf_section *net, const char *key, long def);
 bool conf_section_equal(const struct conf_section *a, const struct conf_section *b);
 const struct conf_section *config_network(const struct config *c, const char *kind, const char *name);
+/*
+ * Checks an admins or ignore list: each entry account:NAME, mask:NICK!USER@HOST
+ * or @user:server.  Anything else (a bare nick above all) is an error line in err.
+ */
+int conf_identities(const struct conf_section *s, const char *key, const char *file, struct buf *err);
 /* Reports an error at the line of key in s (or the section line). */
 void conf_error(struct buf *err, const char *file, const struct conf_section *s, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
