@@ -41,7 +41,6 @@ static const char *const required_classes[] = {
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define KB_MAX_CLASSES 64
 #define GAP_WORDS 4
 #define GAP_WIDE 12
 #define MAX_ENTRIES 512
@@ -173,13 +172,8 @@ struct kb {
 	size_t ncues;
 
 	/* first-slot index per pass: cues that can start at a term, a number or a class */
-	struct cue_index {
-		uint32_t *term_off, *term_items;
-		uint32_t *num_items;
-		size_t nnum;
-		uint32_t class_off[KB_MAX_CLASSES + 1];
-		uint32_t *class_items;
-	} idx[KB_NPASSES];
+	struct kb_index idx[KB_NPASSES];
+	uint64_t *term_classes;     /* one-word class members, folded per term */
 
 	void **allocs;         /* every string and array owned by the KB */
 	size_t nallocs, capallocs;
@@ -718,12 +712,10 @@ intern(struct kb *kb, const char *stem, size_t n)
 	return (uint32_t)kb->nterms++;
 }
 
+/* Duplicates are dropped once all words are in (compile_all sorts them). */
 static void
 add_word(struct kb *kb, const char *w, size_t n, uint32_t term)
 {
-	for (size_t i = 0; i < kb->nwords; i++)
-		if (strncmp(kb->words[i].word, w, n) == 0 && kb->words[i].word[n] == '\0')
-			return;
 	if (kb->nwords == kb->capwords) {
 		kb->capwords = kb->capwords ? kb->capwords * 2 : 256;
 		kb->words = xrealloc(kb->words, kb->capwords * sizeof *kb->words);
@@ -938,10 +930,20 @@ dup_term(const struct kb_slot *s, unsigned j)
 	return false;
 }
 
-/* Which reading pass a cue belongs to. */
+/* A one-word class member (not an idiom, which blanks instead): folded into term_classes. */
+static bool
+folded(const struct kb *kb, const struct kb_cue *c)
+{
+	return c->target == KB_T_CLASS && c->nslots == 1 && strcmp(kb->classes[c->index], "idiom") != 0 &&
+		(c->slots[0].kind == KB_SLOT_TERMS || c->slots[0].kind == KB_SLOT_EXACT);
+}
+
+/* Which reading pass a cue belongs to (KB_NPASSES: none, it is folded). */
 static enum kb_pass
 cue_pass(const struct kb *kb, const struct kb_cue *c)
 {
+	if (folded(kb, c))
+		return KB_NPASSES;
 	if (c->target != KB_T_CLASS)
 		return KB_PASS_SCORE;
 	if (strcmp(kb->classes[c->index], "idiom") == 0)
@@ -955,7 +957,7 @@ cue_pass(const struct kb *kb, const struct kb_cue *c)
 static void
 build_index(struct kb *kb, enum kb_pass pass)
 {
-	struct cue_index *x = &kb->idx[pass];
+	struct kb_index *x = &kb->idx[pass];
 	size_t *count = xcalloc(kb->nterms + 1, sizeof *count);
 	size_t ccount[KB_MAX_CLASSES] = { 0 };
 	size_t total = 0, ctotal = 0;
@@ -974,17 +976,25 @@ build_index(struct kb *kb, enum kb_pass pass)
 			ccount[s->cls]++, ctotal++;
 		}
 	}
-	x->term_off = own(kb, xcalloc(kb->nterms + 1, sizeof *x->term_off));
-	x->term_items = own(kb, xcalloc(total + 1, sizeof *x->term_items));
-	x->num_items = own(kb, xcalloc(x->nnum + 1, sizeof *x->num_items));
-	x->class_items = own(kb, xcalloc(ctotal + 1, sizeof *x->class_items));
+	uint32_t *term_off = own(kb, xcalloc(kb->nterms + 1, sizeof *term_off));
+	uint32_t *term_items = own(kb, xcalloc(total + 1, sizeof *term_items));
+	uint32_t *num_items = own(kb, xcalloc(x->nnum + 1, sizeof *num_items));
+	uint32_t *class_items = own(kb, xcalloc(ctotal + 1, sizeof *class_items));
+	uint64_t *term_bits = own(kb, xcalloc(kb->nterms / 64 + 1, sizeof *term_bits));
+	x->term_off = term_off;
+	x->term_items = term_items;
+	x->num_items = num_items;
+	x->class_items = class_items;
+	x->term_bits = term_bits;
+	x->cues = kb->cues;
+	x->nterms = kb->nterms;
 	size_t acc = 0;
 	for (size_t t = 0; t < kb->nterms; t++) {
-		x->term_off[t] = (uint32_t)acc;
+		term_off[t] = (uint32_t)acc;
 		acc += count[t];
-		count[t] = x->term_off[t];
+		count[t] = term_off[t];
 	}
-	x->term_off[kb->nterms] = (uint32_t)acc;
+	term_off[kb->nterms] = (uint32_t)acc;
 	acc = 0;
 	size_t cpos[KB_MAX_CLASSES];
 	for (size_t c = 0; c < KB_MAX_CLASSES; c++) {
@@ -993,6 +1003,14 @@ build_index(struct kb *kb, enum kb_pass pass)
 		acc += ccount[c];
 	}
 	x->class_off[KB_MAX_CLASSES] = (uint32_t)acc;
+	x->class_bits = 0;
+	x->entries = total + ctotal + x->nnum;
+	for (size_t t = 0; t < kb->nterms; t++)
+		if (term_off[t + 1] > term_off[t])
+			term_bits[t >> 6] |= 1ull << (t & 63);
+	for (size_t c = 0; c < KB_MAX_CLASSES; c++)
+		if (ccount[c])
+			x->class_bits |= 1ull << c;
 	size_t npos = 0;
 	for (size_t i = 0; i < kb->ncues; i++) {
 		const struct kb_slot *s = &kb->cues[i].slots[0];
@@ -1001,11 +1019,11 @@ build_index(struct kb *kb, enum kb_pass pass)
 		if (s->kind == KB_SLOT_TERMS || s->kind == KB_SLOT_EXACT) {
 			for (unsigned j = 0; j < s->nterms; j++)
 				if (!dup_term(s, j))
-					x->term_items[count[s->terms[j]]++] = (uint32_t)i;
+					term_items[count[s->terms[j]]++] = (uint32_t)i;
 		} else if (s->kind == KB_SLOT_NUMBER) {
-			x->num_items[npos++] = (uint32_t)i;
+			num_items[npos++] = (uint32_t)i;
 		} else if (s->kind == KB_SLOT_CLASS) {
-			x->class_items[cpos[s->cls]++] = (uint32_t)i;
+			class_items[cpos[s->cls]++] = (uint32_t)i;
 		}
 	}
 	free(count);
@@ -1033,7 +1051,20 @@ compile_all(struct kb *kb, struct buf *err, int *errors)
 	}
 	for (int p = 0; p < KB_NPASSES; p++)
 		build_index(kb, (enum kb_pass)p);
+	kb->term_classes = own(kb, xcalloc(kb->nterms + 1, sizeof *kb->term_classes));
+	for (size_t i = 0; i < kb->ncues; i++) {
+		const struct kb_cue *c = &kb->cues[i];
+		if (!folded(kb, c))
+			continue;
+		for (unsigned j = 0; j < c->slots[0].nterms; j++)
+			kb->term_classes[c->slots[0].terms[j]] |= 1ull << c->index;
+	}
 	qsort(kb->words, kb->nwords, sizeof *kb->words, cmp_word);
+	size_t u = 0;
+	for (size_t i = 0; i < kb->nwords; i++)
+		if (u == 0 || strcmp(kb->words[u - 1].word, kb->words[i].word) != 0)
+			kb->words[u++] = kb->words[i];
+	kb->nwords = u;
 	size_t w = 0;
 	for (unsigned c = 0; c <= 256; c++) {
 		while (c < 256 && w < kb->nwords && (unsigned char)kb->words[w].word[0] < c)
@@ -1292,35 +1323,16 @@ kb_topic(const struct kb *kb, const char *id)
 	return NULL;
 }
 
-const uint32_t *
-kb_cues_starting(const struct kb *kb, enum kb_pass pass, uint32_t term, size_t *n)
+const struct kb_index *
+kb_index(const struct kb *kb, enum kb_pass pass)
 {
-	const struct cue_index *x = &kb->idx[pass];
-	if (term >= kb->nterms) {
-		*n = 0;
-		return NULL;
-	}
-	*n = x->term_off[term + 1] - x->term_off[term];
-	return x->term_items + x->term_off[term];
+	return &kb->idx[pass];
 }
 
-const uint32_t *
-kb_cues_starting_number(const struct kb *kb, enum kb_pass pass, size_t *n)
+const uint64_t *
+kb_term_classes(const struct kb *kb)
 {
-	*n = kb->idx[pass].nnum;
-	return kb->idx[pass].num_items;
-}
-
-const uint32_t *
-kb_cues_starting_class(const struct kb *kb, enum kb_pass pass, unsigned cls, size_t *n)
-{
-	const struct cue_index *x = &kb->idx[pass];
-	if (cls >= KB_MAX_CLASSES) {
-		*n = 0;
-		return NULL;
-	}
-	*n = x->class_off[cls + 1] - x->class_off[cls];
-	return x->class_items + x->class_off[cls];
+	return kb->term_classes;
 }
 
 void

@@ -54,8 +54,7 @@ struct responder {
 	uint8_t *covered;      /* part of a counted red-flag match */
 	struct clause *clauses;
 	uint32_t *cue_gen;     /* cue counted in this message when == gen */
-	uint32_t *viable_gen;  /* cue's words all present in this message when == gen ... */
-	uint32_t *novia_gen;   /* ... or known absent when == gen */
+	uint32_t *verdict;     /* gen << 1 | viable, once known for this message */
 	uint64_t *present;     /* terms in this message, one bit each */
 	size_t present_words;
 	uint64_t present_cls;  /* classes in this message */
@@ -81,8 +80,7 @@ responder_new(const struct kb *kb)
 	r->c_leg = kb_class_index(kb, "leg");
 	r->c_other = kb_class_index(kb, "otherjoint");
 	r->cue_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->cue_gen);
-	r->viable_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->viable_gen);
-	r->novia_gen = xcalloc(kb_cue_count(kb) + 1, sizeof *r->novia_gen);
+	r->verdict = xcalloc(kb_cue_count(kb) + 1, sizeof *r->verdict);
 	r->present_words = kb_term_count(kb) / 64 + 1;
 	r->present = xcalloc(r->present_words, sizeof *r->present);
 	return r;
@@ -103,8 +101,7 @@ responder_free(struct responder *r)
 	free(r->covered);
 	free(r->clauses);
 	free(r->cue_gen);
-	free(r->viable_gen);
-	free(r->novia_gen);
+	free(r->verdict);
 	free(r->present);
 	free(r);
 }
@@ -288,44 +285,43 @@ match_at(const struct responder *r, const struct kb_cue *cue, size_t i, bool cla
 	return (long)pos;
 }
 
-/* Walks the cues that can start at token i: by its term, as a number, by each class it has. */
-struct cue_iter {
-	enum kb_pass pass;
-	const uint32_t *list;
-	size_t n, k;
-	int phase;        /* 0 term, 1 exact word, 2 number, 3 classes */
-	uint64_t bits;
+/*
+ * The cue lists that can start at token i in one pass: by its stem, by the
+ * word as written, as a number, by each class it has.  Most tokens start
+ * nothing and leave after a few bit tests.
+ */
+struct cue_lists {
+	unsigned n;
+	struct { const uint32_t *v; size_t n; } l[3 + KB_MAX_CLASSES];
 };
 
 static bool
-next_cue(const struct responder *r, size_t i, struct cue_iter *it, uint32_t *ci)
+has_term(const struct kb_index *x, uint32_t t)
 {
-	while (it->k >= it->n) {
-		it->k = 0;
-		it->n = 0;
-		switch (it->phase++) {
-		case 0:
-			if (r->term[i] != KB_TERM_NONE)
-				it->list = kb_cues_starting(r->kb, it->pass, r->term[i], &it->n);
-			it->bits = r->cls[i];
-			break;
-		case 1:
-			if (r->exact[i] != KB_TERM_NONE)
-				it->list = kb_cues_starting(r->kb, it->pass, r->exact[i], &it->n);
-			break;
-		case 2:
-			if (r->text.toks[i].kind == TOK_NUM)
-				it->list = kb_cues_starting_number(r->kb, it->pass, &it->n);
-			break;
-		default:
-			if (!it->bits)
-				return false;
-			it->list = kb_cues_starting_class(r->kb, it->pass, (unsigned)__builtin_ctzll(it->bits), &it->n);
-			it->bits &= it->bits - 1;
-			break;
-		}
+	return t < x->nterms && ((x->term_bits[t >> 6] >> (t & 63)) & 1u);
+}
+
+static bool
+lists_at(const struct responder *r, const struct kb_index *x, size_t i, struct cue_lists *out)
+{
+	uint32_t t = r->term[i], e = r->exact[i];
+	uint64_t bits = r->cls[i] & x->class_bits;
+	bool num = r->text.toks[i].kind == TOK_NUM && x->nnum;
+	bool ht = has_term(x, t), he = has_term(x, e);
+	if (!ht && !he && !bits && !num)
+		return false;
+	out->n = 0;
+	if (ht)
+		out->l[out->n].v = x->term_items + x->term_off[t], out->l[out->n++].n = x->term_off[t + 1] - x->term_off[t];
+	if (he)
+		out->l[out->n].v = x->term_items + x->term_off[e], out->l[out->n++].n = x->term_off[e + 1] - x->term_off[e];
+	if (num)
+		out->l[out->n].v = x->num_items, out->l[out->n++].n = x->nnum;
+	for (; bits; bits &= bits - 1) {
+		unsigned c = (unsigned)__builtin_ctzll(bits);
+		out->l[out->n].v = x->class_items + x->class_off[c];
+		out->l[out->n++].n = x->class_off[c + 1] - x->class_off[c];
 	}
-	*ci = it->list[it->k++];
 	return true;
 }
 
@@ -337,10 +333,8 @@ next_cue(const struct responder *r, size_t i, struct cue_iter *it, uint32_t *ci)
 static bool
 viable(struct responder *r, uint32_t ci, const struct kb_cue *cue, bool classes_final)
 {
-	if (r->viable_gen[ci] == r->gen)
-		return true;
-	if (r->novia_gen[ci] == r->gen)
-		return false;
+	if (r->verdict[ci] >> 1 == r->gen)
+		return r->verdict[ci] & 1u;
 	bool ok = true;
 	for (unsigned k = 1; k < cue->nslots && ok; k++) {
 		const struct kb_slot *sl = &cue->slots[k];
@@ -355,7 +349,7 @@ viable(struct responder *r, uint32_t ci, const struct kb_cue *cue, bool classes_
 	}
 	/* classes are still being marked in the class passes: decide again next time */
 	if (classes_final || !ok)
-		(ok ? r->viable_gen : r->novia_gen)[ci] = r->gen;
+		r->verdict[ci] = r->gen << 1 | ok;
 	return ok;
 }
 
@@ -364,15 +358,20 @@ static void
 mark_classes(struct responder *r, enum kb_pass pass)
 {
 	bool idioms = pass == KB_PASS_IDIOM;
+	const struct kb_index *x = kb_index(r->kb, pass);
+	if (!x->entries)
+		return;
 	size_t slotpos[KB_MAX_SLOTS];
 	size_t n = r->text.ntoks;
+	struct cue_lists lists;
 	for (size_t i = 0; i < n; i++) {
-		if (!is_word(r, i))
+		if (!is_word(r, i) || !lists_at(r, x, i, &lists))
 			continue;
-		struct cue_iter it = { .pass = pass };
-		uint32_t ci;
-		while (next_cue(r, i, &it, &ci)) {
-			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
+		bool blank = false;
+		for (unsigned li = 0; li < lists.n && !blank; li++)
+		for (size_t k = 0; k < lists.l[li].n && !blank; k++) {
+			uint32_t ci = lists.l[li].v[k];
+			const struct kb_cue *cue = &x->cues[ci];
 			if (!idioms && !viable(r, ci, cue, false))
 				continue;
 			long end = match_at(r, cue, i, false, slotpos);
@@ -389,8 +388,7 @@ mark_classes(struct responder *r, enum kb_pass pass)
 			}
 			if (!idioms)
 				r->present_cls |= 1ull << cue->index;
-			if (idioms)
-				break;   /* the token is blank now; its other cues are moot */
+			blank = idioms;   /* the token is blank now; its other cues are moot */
 		}
 	}
 }
@@ -534,13 +532,15 @@ match_cues(struct responder *r, struct reading *rd, struct triage *t)
 {
 	size_t slotpos[KB_MAX_SLOTS];
 	size_t n = r->text.ntoks;
+	const struct kb_index *x = kb_index(r->kb, KB_PASS_SCORE);
+	struct cue_lists lists;
 	for (size_t i = 0; i < n; i++) {
-		if (!is_word(r, i))
+		if (!is_word(r, i) || !lists_at(r, x, i, &lists))
 			continue;
-		struct cue_iter it = { .pass = KB_PASS_SCORE };
-		uint32_t ci;
-		while (next_cue(r, i, &it, &ci)) {
-			const struct kb_cue *cue = kb_cue_at(r->kb, ci);
+		for (unsigned li = 0; li < lists.n; li++)
+		for (size_t k = 0; k < lists.l[li].n; k++) {
+			uint32_t ci = lists.l[li].v[k];
+			const struct kb_cue *cue = &x->cues[ci];
 			if (r->cue_gen[ci] == r->gen || !viable(r, ci, cue, true))
 				continue;
 			long end = match_at(r, cue, i, true, slotpos);
@@ -747,11 +747,10 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 	text_analyse(&r->text, text, n);
 	size_t nt = r->text.ntoks;
 	reserve(r, nt + 1);
-	if (++r->gen == 0) {
+	if (++r->gen >= UINT32_MAX >> 1) {
 		size_t nc = kb_cue_count(r->kb) + 1;
 		memset(r->cue_gen, 0, nc * sizeof *r->cue_gen);
-		memset(r->viable_gen, 0, nc * sizeof *r->viable_gen);
-		memset(r->novia_gen, 0, nc * sizeof *r->novia_gen);
+		memset(r->verdict, 0, nc * sizeof *r->verdict);
 		r->gen = 1;
 	}
 	memset(r->present, 0, r->present_words * sizeof *r->present);
@@ -769,6 +768,15 @@ responder_judge(struct responder *r, const char *text, size_t n, bool addressed,
 			r->present[r->exact[i] >> 6] |= 1ull << (r->exact[i] & 63);
 	}
 	mark_classes(r, KB_PASS_IDIOM);
+	/* one-word class members come with the term; idiom words were blanked above */
+	const uint64_t *tc = kb_term_classes(r->kb);
+	for (size_t i = 0; i < nt; i++) {
+		if (r->term[i] != KB_TERM_NONE)
+			r->cls[i] |= tc[r->term[i]];
+		if (r->exact[i] != KB_TERM_NONE)
+			r->cls[i] |= tc[r->exact[i]];
+		r->present_cls |= r->cls[i];
+	}
 	mark_classes(r, KB_PASS_CLASS);
 	mark_classes(r, KB_PASS_CLASS2);   /* classes built from classes, one level deep */
 	find_clauses(r);

@@ -264,9 +264,87 @@ tokenise(struct text *t)
 	}
 }
 
+/* Byte classes for the pure-ASCII fast path. */
+enum { A_SEP, A_WORD, A_DIGIT, A_APOS, A_COMMA, A_STOP, A_QMARK, A_DASH, A_DOTNUM };
+static unsigned char ascii_class[128];
+static char ascii_lower[128];
+
+static void
+ascii_tables(void)
+{
+	for (int c = 0; c < 128; c++) {
+		ascii_lower[c] = (c < 0x20 && c != '\n') || c == 0x7f ? ' ' : (c >= 'A' && c <= 'Z') ? (char)(c + 32) : (char)c;
+		ascii_class[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ? A_WORD : (c >= '0' && c <= '9') ? A_DIGIT
+			: c == '\'' ? A_APOS : c == ',' || c == ';' || c == ':' ? A_COMMA
+			: c == '.' ? A_DOTNUM : c == '!' || c == '\n' ? A_STOP : c == '?' ? A_QMARK
+			: c == '-' ? A_DASH : c == '/' ? A_DOTNUM : A_SEP;
+	}
+}
+
+/*
+ * The common case, a message of plain ASCII, folded and tokenised in one
+ * pass with tables; the same tokens as normalise() + tokenise() would give.
+ * Returns false (having done nothing lasting) at the first non-ASCII byte.
+ */
+static bool
+analyse_ascii(struct text *t, const char *in, size_t n)
+{
+	if (!ascii_class['a'])
+		ascii_tables();
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)in[i] >= 0x80)
+			return false;
+	norm_reserve(t, n + 1);
+	char *s = t->norm;
+	for (size_t i = 0; i < n; i++)
+		s[i] = ascii_lower[(unsigned char)in[i]];
+	s[n] = '\0';
+	t->norm_len = n;
+	t->ntoks = 0;
+	for (size_t i = 0; i < n && t->ntoks < TEXT_MAX_TOKENS;) {
+		unsigned char k = ascii_class[(unsigned char)s[i]];
+		if (k == A_WORD || k == A_DIGIT) {
+			size_t start = i++;
+			bool num = k == A_DIGIT;
+			for (; i < n; i++) {
+				unsigned char c = ascii_class[(unsigned char)s[i]];
+				if (c == A_WORD || c == A_DIGIT)
+					continue;
+				bool next_word = i + 1 < n && (ascii_class[(unsigned char)s[i + 1]] == A_WORD ||
+					ascii_class[(unsigned char)s[i + 1]] == A_DIGIT);
+				if (next_word && (c == A_APOS || (num && c == A_DOTNUM)))
+					continue;
+				break;
+			}
+			size_t len = i - start;
+			if (len > 2 && s[start + len - 2] == '\'' && s[start + len - 1] == 's')
+				len -= 2;
+			push_tok(t, start, len, num ? TOK_NUM : TOK_WORD);
+			continue;
+		}
+		switch (k) {
+		case A_QMARK: push_tok(t, i, 1, TOK_QMARK); break;
+		case A_STOP: push_tok(t, i, 1, TOK_STOP); break;
+		case A_DOTNUM: if (s[i] == '.') push_tok(t, i, 1, TOK_STOP); break;
+		case A_COMMA: push_tok(t, i, 1, TOK_COMMA); break;
+		case A_DASH:
+			if (i == 0 || s[i - 1] == ' ' || (i + 1 < n && s[i + 1] == ' '))
+				push_tok(t, i, 1, TOK_COMMA);
+			break;
+		default: break;
+		}
+		i++;
+	}
+	return true;
+}
+
 void
 text_analyse(struct text *t, const char *in, size_t n)
 {
+	if (n > TEXT_MAX_INPUT)
+		n = utf8_cut(in, n, TEXT_MAX_INPUT);
+	if (analyse_ascii(t, in, n))
+		return;
 	normalise(t, in, n);
 	tokenise(t);
 }

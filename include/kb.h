@@ -156,9 +156,26 @@ enum kb_pass {
 	KB_PASS_SCORE,    /* condition, red-flag and factor cues */
 	KB_NPASSES
 };
-const uint32_t *kb_cues_starting(const struct kb *kb, enum kb_pass pass, uint32_t term, size_t *n);
-const uint32_t *kb_cues_starting_number(const struct kb *kb, enum kb_pass pass, size_t *n);
-const uint32_t *kb_cues_starting_class(const struct kb *kb, enum kb_pass pass, unsigned cls, size_t *n);
+/* A pass's first-slot index, read-only; the responder walks it inline on its hot path. */
+#define KB_MAX_CLASSES 64
+struct kb_index {
+	const uint32_t *term_off, *term_items;   /* cues of term t: term_items[term_off[t] .. term_off[t+1]) */
+	const uint32_t *num_items;
+	size_t nnum;
+	uint32_t class_off[KB_MAX_CLASSES + 1];
+	const uint32_t *class_items;
+	const uint64_t *term_bits;   /* terms that start a cue, one bit each */
+	const struct kb_cue *cues;   /* all cues, so the hot path need not call kb_cue_at() */
+	uint64_t class_bits;         /* classes that start a cue */
+	size_t entries, nterms;
+};
+const struct kb_index *kb_index(const struct kb *kb, enum kb_pass pass);
+/*
+ * The classes a term belongs to as a single word (class phrases of one word
+ * are folded in here at load time instead of being matched message by
+ * message); indexed by term, kb_term_count() entries.
+ */
+const uint64_t *kb_term_classes(const struct kb *kb);
 /* Stem to term id, or KB_TERM_NONE. */
 uint32_t kb_term(const struct kb *kb, const char *stem, size_t n);
 const char *kb_term_text(const struct kb *kb, uint32_t term);
