@@ -43,6 +43,10 @@ address_strip(const char *text, size_t n, const char *nick, struct buf *out)
 			i += l;
 			if (i + 1 < n && (text[i + 1] == ':' || text[i + 1] == ','))
 				i++;
+			/* "@kneebot my knee": nothing before it, so no space either */
+			if (out->len == 0)
+				while (i + 1 < n && (text[i + 1] == ' ' || text[i + 1] == '\t'))
+					i++;
 			continue;
 		}
 		buf_addc(out, text[i]);
