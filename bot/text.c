@@ -345,6 +345,10 @@ text_analyse(struct text *t, const char *in, size_t n)
 		n = utf8_cut(in, n, TEXT_MAX_INPUT);
 	if (analyse_ascii(t, in, n))
 		return;
+	/* emoji and smart quotes fold to ASCII: the fast path still applies */
+	size_t len;
+	if (sanitise(t, in, n, &len) && analyse_ascii(t, t->tmp, len))
+		return;
 	normalise(t, in, n);
 	tokenise(t);
 }
