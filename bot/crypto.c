@@ -471,6 +471,19 @@ olm_decrypt_into(OlmSession *o, size_t type, const char *body, char **plain, siz
 	return 0;
 }
 
+/* 1 when pre-key message body from their_curve25519 belongs to session o (this _from call checks for NULL). */
+static int
+olm_matches(OlmSession *o, const char *their_curve25519, const char *body, char *err)
+{
+	size_t n = strlen(body);
+	char *copy = scratch(body, n, n);
+	size_t r = olm_matches_inbound_session_from(o, their_curve25519, strlen(their_curve25519), copy, n);
+	free(copy);
+	if (r == olm_error())
+		return olm_fail(err, "olm_matches_inbound_session_from", olm_session_last_error(o));
+	return r == 1;
+}
+
 int
 crypto_olm_inbound(struct crypto_account *a, const char *their_curve25519, const char *body,
 	struct crypto_olm **out, char **plain, size_t *plain_len, char *err)
@@ -479,11 +492,18 @@ crypto_olm_inbound(struct crypto_account *a, const char *their_curve25519, const
 	size_t n = strlen(body);
 	char *copy = scratch(body, n, n);
 	int rc = 0;
-	/* does not touch the account: the key is removed only after the decrypt below */
-	if (olm_create_inbound_session_from(o, a->o, their_curve25519, strlen(their_curve25519), copy, n)
-			== olm_error())
-		rc = olm_fail(err, "olm_create_inbound_session_from", olm_session_last_error(o));
+	/*
+	 * Not olm_create_inbound_session_from(): in libolm 3.2.13 it copies the
+	 * message's identity key from NULL when the field is missing, a crash
+	 * any to-device sender can cause (found by tests/fuzz/fuzz_crypto.c).
+	 * The plain call demands the field; the sender key is checked after.
+	 * Neither touches the account: the key is removed only after the decrypt.
+	 */
+	if (olm_create_inbound_session(o, a->o, copy, n) == olm_error())
+		rc = olm_fail(err, "olm_create_inbound_session", olm_session_last_error(o));
 	free(copy);
+	if (rc == 0 && olm_matches(o, their_curve25519, body, err) != 1)
+		rc = fail(err, "olm inbound session: pre-key message not from the sender's curve25519 key");
 	if (rc == 0)
 		rc = olm_decrypt_into(o, CRYPTO_OLM_PREKEY, body, plain, plain_len, err);
 	if (rc == 0 && olm_remove_one_time_keys(a->o, o) == olm_error()) {
@@ -502,13 +522,7 @@ crypto_olm_inbound(struct crypto_account *a, const char *their_curve25519, const
 int
 crypto_olm_matches_inbound(struct crypto_olm *s, const char *their_curve25519, const char *body, char *err)
 {
-	size_t n = strlen(body);
-	char *copy = scratch(body, n, n);
-	size_t r = olm_matches_inbound_session_from(s->o, their_curve25519, strlen(their_curve25519), copy, n);
-	free(copy);
-	if (r == olm_error())
-		return olm_fail(err, "olm_matches_inbound_session_from", olm_session_last_error(s->o));
-	return r == 1;
+	return olm_matches(s->o, their_curve25519, body, err);
 }
 
 int

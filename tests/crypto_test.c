@@ -169,6 +169,56 @@ unbase64(const char *in, unsigned char *out, size_t cap)
 	return n;
 }
 
+static void
+base64(const unsigned char *in, size_t n, char *out)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned acc = 0, bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		acc = (acc << 8) | in[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			*out++ = alphabet[(acc >> bits) & 63];
+		}
+	}
+	if (bits)
+		*out++ = alphabet[(acc << (6 - bits)) & 63];
+	*out = '\0';
+}
+
+/* A pre-key message with its identity-key field (tag 0x1a) cut out: version byte, then tag, length, bytes. */
+static char *
+without_identity_key(const char *body)
+{
+	size_t cap = strlen(body);
+	unsigned char *raw = xmalloc(cap), *cut = xmalloc(cap);
+	size_t n = unbase64(body, raw, cap), m = 1;
+	cut[0] = raw[0];
+	for (size_t i = 1; i + 1 < n;) {
+		size_t start = i, len = 0;
+		unsigned shift = 0;
+		unsigned char tag = raw[i++];
+		while (i < n) {
+			unsigned char b = raw[i++];
+			len |= (size_t)(b & 0x7f) << shift;
+			shift += 7;
+			if (!(b & 0x80))
+				break;
+		}
+		i += len;
+		if (tag != 0x1a && i <= n) {
+			memcpy(cut + m, raw + start, i - start);
+			m += i - start;
+		}
+	}
+	char *out = xmalloc(cap + 4);
+	base64(cut, m, out);
+	free(raw);
+	free(cut);
+	return out;
+}
+
 static struct crypto_signing *
 appendix_key(void)
 {
@@ -453,6 +503,18 @@ olm_sessions(void)
 		"a tampered pre-key message fails (%s)", err);
 	T_OK(count_otks(bob) == 2, "and removes no one-time key");
 	free(bad);
+
+	/* libolm 3.2.13's olm_create_inbound_session_from reads NULL here: a remote crash */
+	bad = without_identity_key(m1);
+	T_OK(strlen(bad) + 40 < strlen(m1) && crypto_olm_inbound(bob, aid.curve, bad, &bs, &plain, &len, err) < 0 &&
+		bs == NULL, "a pre-key message without an identity key fails cleanly (%s)", err);
+	T_OK(count_otks(bob) == 2, "and removes no one-time key");
+	free(bad);
+	struct crypto_account *carol = new_account();
+	T_OK(crypto_olm_inbound(bob, ids_of(carol).curve, m1, &bs, &plain, &len, err) < 0 && bs == NULL &&
+		strstr(err, "sender"), "alice's pre-key message claimed by carol's key fails (%s)", err);
+	T_OK(count_otks(bob) == 2, "and removes no one-time key");
+	crypto_account_free(carol);
 
 	T_OK(crypto_olm_inbound(bob, aid.curve, m1, &bs, &plain, &len, err) == 0 && strcmp(plain, "hello bob") == 0 &&
 		len == 9, "bob decrypts the pre-key message into a new session");
