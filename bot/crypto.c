@@ -44,11 +44,11 @@ check_key(struct crypto_pickle_key k, char *err)
 	return 0;
 }
 
-/* A copy libolm may destroy, NUL-terminated, at least cap bytes. */
+/* A NUL-terminated copy of s[0..n) for libolm to destroy. */
 static char *
-scratch(const char *s, size_t n, size_t cap)
+scratch(const char *s, size_t n)
 {
-	char *p = xmalloc((cap > n ? cap : n) + 1);
+	char *p = xmalloc(n + 1);
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
@@ -126,11 +126,12 @@ pickle_object(const struct olm_kind *kind, void *o, struct crypto_pickle_key k, 
 		return -1;
 	size_t n = kind->pickle_len(o);
 	char *p = xmalloc(n + 1);
-	if (kind->pickle(o, k.p, k.n, p, n) == olm_error()) {
+	size_t r = kind->pickle(o, k.p, k.n, p, n);
+	if (r == olm_error()) {
 		free(p);
 		return fail(err, "pickle %s: %s", kind->name, kind->error(o));
 	}
-	p[n] = '\0';
+	p[r] = '\0';
 	*out = p;
 	return 0;
 }
@@ -141,7 +142,7 @@ unpickle_object(const struct olm_kind *kind, const char *pickle, struct crypto_p
 	if (check_key(k, err) < 0)
 		return NULL;
 	size_t n = strlen(pickle);
-	char *copy = scratch(pickle, n, n);
+	char *copy = scratch(pickle, n);
 	void *o = kind->make();
 	size_t r = kind->unpickle(o, k.p, k.n, copy, n);
 	wipe_free(copy, n);
@@ -457,7 +458,7 @@ static int
 olm_decrypt_into(OlmSession *o, size_t type, const char *body, char **plain, size_t *plain_len, char *err)
 {
 	size_t n = strlen(body);
-	char *copy = scratch(body, n, n);
+	char *copy = scratch(body, n);
 	char *p = xmalloc(n + 1);
 	size_t r = olm_decrypt(o, type, copy, n, p, n);
 	free(copy);
@@ -471,12 +472,15 @@ olm_decrypt_into(OlmSession *o, size_t type, const char *body, char **plain, siz
 	return 0;
 }
 
-/* 1 when pre-key message body from their_curve25519 belongs to session o (this _from call checks for NULL). */
+/*
+ * 1 when pre-key message body from their_curve25519 belongs to session o;
+ * unlike the session-creating _from call, this one guards a missing identity key.
+ */
 static int
 olm_matches(OlmSession *o, const char *their_curve25519, const char *body, char *err)
 {
 	size_t n = strlen(body);
-	char *copy = scratch(body, n, n);
+	char *copy = scratch(body, n);
 	size_t r = olm_matches_inbound_session_from(o, their_curve25519, strlen(their_curve25519), copy, n);
 	free(copy);
 	if (r == olm_error())
@@ -490,7 +494,7 @@ crypto_olm_inbound(struct crypto_account *a, const char *their_curve25519, const
 {
 	OlmSession *o = session_make();
 	size_t n = strlen(body);
-	char *copy = scratch(body, n, n);
+	char *copy = scratch(body, n);
 	int rc = 0;
 	/*
 	 * Not olm_create_inbound_session_from(): in libolm 3.2.13 it copies the
@@ -744,7 +748,7 @@ crypto_megolm_in_decrypt(struct crypto_megolm_in *g, const char *ciphertext, cha
 	uint32_t *index, char *err)
 {
 	size_t n = strlen(ciphertext);
-	uint8_t *copy = (uint8_t *)scratch(ciphertext, n, n);
+	uint8_t *copy = (uint8_t *)scratch(ciphertext, n);
 	uint8_t *p = xmalloc(n + 1);
 	uint32_t i = 0;
 	size_t r = olm_group_decrypt(g->o, copy, n, p, n, &i);
@@ -794,7 +798,7 @@ crypto_ed25519_verify(const char *ed25519, const void *msg, size_t n, const char
 {
 	OlmUtility *u = olm_utility(xmalloc(olm_utility_size()));
 	size_t sn = strlen(sig);
-	char *copy = scratch(sig, sn, sn);   /* libolm decodes the signature in place */
+	char *copy = scratch(sig, sn);   /* libolm decodes the signature in place */
 	int rc = 0;
 	if (olm_ed25519_verify(u, ed25519, strlen(ed25519), msg, n, copy, sn) == olm_error())
 		rc = olm_fail(err, "olm_ed25519_verify", olm_utility_last_error(u));
@@ -903,7 +907,7 @@ crypto_signing_unpickle(const char *pickle, struct crypto_pickle_key k, struct c
 		return -1;
 	OlmPkDecryption *d = pk_make();
 	size_t n = strlen(pickle);
-	char *copy = scratch(pickle, n, n);
+	char *copy = scratch(pickle, n);
 	char pub[128];
 	unsigned char seed[CRYPTO_SEED_LEN];
 	int rc = 0;

@@ -10,7 +10,9 @@
  * a duplicate key (cJSON keeps both, while other parsers keep the last:
  * a signer and a verifier would disagree on the object), invalid UTF-8,
  * raw cJSON items, nesting past CANONJSON_MAX_DEPTH.  -0 prints as 0 and
- * 1e10 as 10000000000, as the spec's own examples demand.
+ * 1e10 as 10000000000, as the spec's own examples demand.  cJSON cuts a
+ * string at an escaped \u0000; the bytes signed are then the bytes used,
+ * so a signature can only fail over it, never cover something else.
  *
  * Knows nothing of keys, signatures or libolm: crypto.c signs these bytes.
  */
