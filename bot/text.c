@@ -177,95 +177,8 @@ push_tok(struct text *t, size_t off, size_t len, enum tok_kind kind)
 	t->toks[t->ntoks++] = (struct tok){ (uint32_t)off, (uint16_t)len, (uint8_t)kind };
 }
 
-static bool
-is_wordchar(utf8proc_int32_t cp)
-{
-	if (cp < 0x80)
-		return (cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9') || (cp >= 'A' && cp <= 'Z');
-	utf8proc_category_t cat = utf8proc_category(cp);
-	return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-		(cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) ||
-		(cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
-}
-
-static utf8proc_int32_t
-cp_at(const char *s, size_t n, size_t i, size_t *len)
-{
-	unsigned char c = (unsigned char)s[i];
-	if (c < 0x80) {
-		*len = 1;
-		return c;
-	}
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-	if (l <= 0) {
-		*len = 1;
-		return ' ';
-	}
-	*len = (size_t)l;
-	return cp;
-}
-
-static void
-tokenise(struct text *t)
-{
-	const char *s = t->norm;
-	size_t n = t->norm_len;
-	t->ntoks = 0;
-	for (size_t i = 0; i < n && t->ntoks < TEXT_MAX_TOKENS;) {
-		size_t l;
-		utf8proc_int32_t cp = cp_at(s, n, i, &l);
-		if (is_wordchar(cp)) {
-			size_t start = i;
-			bool num = cp >= '0' && cp <= '9';
-			i += l;
-			while (i < n) {
-				cp = cp_at(s, n, i, &l);
-				if (is_wordchar(cp)) {
-					i += l;
-					continue;
-				}
-				/* inner apostrophes ("can't"), decimal points and slashes in numbers */
-				size_t l2;
-				bool next_word = i + l < n && is_wordchar(cp_at(s, n, i + l, &l2));
-				if (next_word && (cp == '\'' || (num && (cp == '.' || cp == '/')))) {
-					i += l;
-					continue;
-				}
-				break;
-			}
-			size_t len = i - start;
-			/* "knee's", "mate's": the possessive or "is" adds nothing */
-			if (len > 2 && s[start + len - 2] == '\'' && s[start + len - 1] == 's')
-				len -= 2;
-			push_tok(t, start, len, num ? TOK_NUM : TOK_WORD);
-			continue;
-		}
-		switch (cp) {
-		case '?':
-			push_tok(t, i, l, TOK_QMARK);
-			break;
-		case '.': case '!': case '\n':
-			push_tok(t, i, l, TOK_STOP);
-			break;
-		case ',': case ';': case ':':
-			/* brackets do not end a clause: "years back (the pop was awful)" is one thought */
-			push_tok(t, i, l, TOK_COMMA);
-			break;
-		case '-':
-			/* a spaced dash ends a clause; "knee-deep" just joins two words */
-			if ((i == 0 || s[i - 1] == ' ') || (i + 1 < n && s[i + 1] == ' '))
-				push_tok(t, i, l, TOK_COMMA);
-			break;
-		default:
-			break;   /* spaces, emoji and other symbols separate words */
-		}
-		i += l;
-	}
-}
-
-/* Byte classes for the pure-ASCII fast path. */
-enum { A_SEP, A_WORD, A_DIGIT, A_APOS, A_COMMA, A_STOP, A_QMARK, A_DASH, A_DOTNUM };
+/* Character classes for tokenising: a table for ASCII, utf8proc's categories beyond. */
+enum { A_SEP, A_WORD, A_DIGIT, A_APOS, A_COMMA, A_STOP, A_QMARK, A_DASH, A_DOT, A_SLASH };
 static unsigned char ascii_class[128];
 static char ascii_lower[128];
 
@@ -276,18 +189,96 @@ ascii_tables(void)
 		ascii_lower[c] = (c < 0x20 && c != '\n') || c == 0x7f ? ' ' : (c >= 'A' && c <= 'Z') ? (char)(c + 32) : (char)c;
 		ascii_class[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ? A_WORD : (c >= '0' && c <= '9') ? A_DIGIT
 			: c == '\'' ? A_APOS : c == ',' || c == ';' || c == ':' ? A_COMMA
-			: c == '.' ? A_DOTNUM : c == '!' || c == '\n' ? A_STOP : c == '?' ? A_QMARK
-			: c == '-' ? A_DASH : c == '/' ? A_DOTNUM : A_SEP;
+			: c == '!' || c == '\n' ? A_STOP : c == '?' ? A_QMARK : c == '-' ? A_DASH
+			: c == '.' ? A_DOT : c == '/' ? A_SLASH : A_SEP;
 	}
 }
 
-/*
- * The common case, a message of plain ASCII, folded and tokenised in one
- * pass with tables; the same tokens as normalise() + tokenise() would give.
- * Returns false (having done nothing lasting) at the first non-ASCII byte.
- */
+static unsigned wide_class(const char *s, size_t n, size_t i, size_t *len);
+
+/* The class of the character at s[i], its length in *len; ASCII inline, the rest out of line. */
+static inline unsigned
+char_class(const char *s, size_t n, size_t i, size_t *len)
+{
+	unsigned char c = (unsigned char)s[i];
+	if (c < 0x80) {
+		*len = 1;
+		return ascii_class[c];
+	}
+	return wide_class(s, n, i, len);
+}
+
+static unsigned
+wide_class(const char *s, size_t n, size_t i, size_t *len)
+{
+	utf8proc_int32_t cp;
+	utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+	if (l <= 0) {
+		*len = 1;
+		return A_SEP;
+	}
+	*len = (size_t)l;
+	utf8proc_category_t cat = utf8proc_category(cp);
+	if (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO)
+		return A_DIGIT;
+	if ((cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
+	    (cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME))
+		return A_WORD;
+	return A_SEP;   /* emoji and other symbols separate words */
+}
+
+static void
+tokenise(struct text *t)
+{
+	const char *s = t->norm;
+	size_t n = t->norm_len;
+	t->ntoks = 0;
+	if (!ascii_class['a'])
+		ascii_tables();
+	for (size_t i = 0; i < n && t->ntoks < TEXT_MAX_TOKENS;) {
+		size_t l;
+		unsigned k = char_class(s, n, i, &l);
+		if (k == A_WORD || k == A_DIGIT) {
+			size_t start = i;
+			bool num = k == A_DIGIT;
+			for (i += l; i < n; i += l) {
+				unsigned c = char_class(s, n, i, &l);
+				if (c == A_WORD || c == A_DIGIT)
+					continue;
+				/* inner apostrophes ("can't"), decimal points and slashes in numbers */
+				size_t l2;
+				unsigned next = i + l < n ? char_class(s, n, i + l, &l2) : A_SEP;
+				bool next_word = next == A_WORD || next == A_DIGIT;
+				if (next_word && (c == A_APOS || (num && (c == A_DOT || c == A_SLASH))))
+					continue;
+				break;
+			}
+			size_t len = i - start;
+			/* "knee's", "mate's": the possessive or "is" adds nothing */
+			if (len > 2 && s[start + len - 2] == '\'' && s[start + len - 1] == 's')
+				len -= 2;
+			push_tok(t, start, len, num ? TOK_NUM : TOK_WORD);
+			continue;
+		}
+		switch (k) {
+		case A_QMARK: push_tok(t, i, l, TOK_QMARK); break;
+		case A_STOP: case A_DOT: push_tok(t, i, l, TOK_STOP); break;
+		/* brackets do not end a clause: "years back (the pop was awful)" is one thought */
+		case A_COMMA: push_tok(t, i, l, TOK_COMMA); break;
+		case A_DASH:
+			/* a spaced dash ends a clause; "knee-deep" just joins two words */
+			if (i == 0 || s[i - 1] == ' ' || (i + 1 < n && s[i + 1] == ' '))
+				push_tok(t, i, l, TOK_COMMA);
+			break;
+		default: break;
+		}
+		i += l;
+	}
+}
+
+/* Plain ASCII (the common case, also after folding emoji and quotes): lower-cased, no utf8proc. */
 static bool
-analyse_ascii(struct text *t, const char *in, size_t n)
+fold_ascii(struct text *t, const char *in, size_t n)
 {
 	if (!ascii_class['a'])
 		ascii_tables();
@@ -295,46 +286,10 @@ analyse_ascii(struct text *t, const char *in, size_t n)
 		if ((unsigned char)in[i] >= 0x80)
 			return false;
 	norm_reserve(t, n + 1);
-	char *s = t->norm;
 	for (size_t i = 0; i < n; i++)
-		s[i] = ascii_lower[(unsigned char)in[i]];
-	s[n] = '\0';
+		t->norm[i] = ascii_lower[(unsigned char)in[i]];
+	t->norm[n] = '\0';
 	t->norm_len = n;
-	t->ntoks = 0;
-	for (size_t i = 0; i < n && t->ntoks < TEXT_MAX_TOKENS;) {
-		unsigned char k = ascii_class[(unsigned char)s[i]];
-		if (k == A_WORD || k == A_DIGIT) {
-			size_t start = i++;
-			bool num = k == A_DIGIT;
-			for (; i < n; i++) {
-				unsigned char c = ascii_class[(unsigned char)s[i]];
-				if (c == A_WORD || c == A_DIGIT)
-					continue;
-				bool next_word = i + 1 < n && (ascii_class[(unsigned char)s[i + 1]] == A_WORD ||
-					ascii_class[(unsigned char)s[i + 1]] == A_DIGIT);
-				if (next_word && (c == A_APOS || (num && c == A_DOTNUM)))
-					continue;
-				break;
-			}
-			size_t len = i - start;
-			if (len > 2 && s[start + len - 2] == '\'' && s[start + len - 1] == 's')
-				len -= 2;
-			push_tok(t, start, len, num ? TOK_NUM : TOK_WORD);
-			continue;
-		}
-		switch (k) {
-		case A_QMARK: push_tok(t, i, 1, TOK_QMARK); break;
-		case A_STOP: push_tok(t, i, 1, TOK_STOP); break;
-		case A_DOTNUM: if (s[i] == '.') push_tok(t, i, 1, TOK_STOP); break;
-		case A_COMMA: push_tok(t, i, 1, TOK_COMMA); break;
-		case A_DASH:
-			if (i == 0 || s[i - 1] == ' ' || (i + 1 < n && s[i + 1] == ' '))
-				push_tok(t, i, 1, TOK_COMMA);
-			break;
-		default: break;
-		}
-		i++;
-	}
 	return true;
 }
 
@@ -343,13 +298,10 @@ text_analyse(struct text *t, const char *in, size_t n)
 {
 	if (n > TEXT_MAX_INPUT)
 		n = utf8_cut(in, n, TEXT_MAX_INPUT);
-	if (analyse_ascii(t, in, n))
-		return;
-	/* emoji and smart quotes fold to ASCII: the fast path still applies */
 	size_t len;
-	if (sanitise(t, in, n, &len) && analyse_ascii(t, t->tmp, len))
-		return;
-	normalise(t, in, n);
+	/* emoji and smart quotes fold to ASCII: utf8proc is for real letters */
+	if (!fold_ascii(t, in, n) && !(sanitise(t, in, n, &len) && fold_ascii(t, t->tmp, len)))
+		normalise(t, in, n);
 	tokenise(t);
 }
 
