@@ -80,14 +80,18 @@ struct store {
 	sqlite3_stmt *stmts[Q_COUNT];
 };
 
-/* Lock files held by this process: flock cannot tell us apart from another process. */
+/*
+ * Lock files held by this process: flock cannot tell us apart from another
+ * process.  The pid tells a forked child, which holds nothing, from us.
+ */
 static char **held;
 static size_t nheld;
+static pid_t held_pid;
 
 static bool
 held_here(const char *path)
 {
-	for (size_t i = 0; i < nheld; i++)
+	for (size_t i = 0; i < nheld && held_pid == getpid(); i++)
 		if (strcmp(held[i], path) == 0)
 			return true;
 	return false;
@@ -205,6 +209,12 @@ take_lock(struct store *s, struct buf *err)
 		close(s->lock_fd);
 		s->lock_fd = -1;
 		return STORE_ERROR;
+	}
+	if (held_pid != getpid()) {
+		for (size_t i = 0; i < nheld; i++)
+			free(held[i]);   /* inherited through fork: not ours */
+		nheld = 0;
+		held_pid = getpid();
 	}
 	held = xrealloc(held, (nheld + 1) * sizeof *held);
 	held[nheld++] = xstrdup(s->lock_path);
