@@ -469,6 +469,7 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body go out in two writes: no 40 ms delayed-ACK stalls
     server_version = "kneebot-test-homeserver/1"
 
     def log_message(self, fmt, *args):
