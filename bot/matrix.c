@@ -651,8 +651,22 @@ struct eph_job {
 	unsigned attempts;
 };
 
+/*
+ * What this instance reads from its section, copied at creation: once a
+ * reload has stopped it, t->conf and t->config point into a freed config,
+ * yet a send in flight may still finish (and want typing and receipts).
+ */
+struct settings {
+	bool typing, receipts, auto_join, encryption;
+	char **join_from;
+	size_t njoin_from;
+	long catch_up_s;
+	char *nick;
+};
+
 struct matrix {
 	struct transport *t;
+	struct settings set;
 	struct http *http;
 	struct store *store;
 	uint64_t lock_timer, housekeeping;
@@ -765,6 +779,30 @@ conf_flag(const struct transport *t, const char *key, bool def)
 		return def;
 	return strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0
 		|| strcmp(v, "1") == 0;
+}
+
+static void
+settings_free(struct settings *st)
+{
+	strv_free(st->join_from, st->njoin_from);
+	free(st->nick);
+	memset(st, 0, sizeof *st);
+}
+
+/* Validated already: the values are known to be well-formed. */
+static void
+settings_read(struct matrix *m)
+{
+	struct transport *t = m->t;
+	struct settings *st = &m->set;
+	settings_free(st);
+	st->typing = conf_flag(t, "typing", true);
+	st->receipts = conf_flag(t, "read_receipts", true);
+	st->auto_join = conf_flag(t, "auto_join", true);
+	st->encryption = conf_flag(t, "encryption", true);
+	st->njoin_from = strv_split(conf_get(t->conf, "auto_join_from"), &st->join_from);
+	st->catch_up_s = conf_net_long(t->config, t->conf, "catch_up_s", CATCH_UP_DEFAULT_S);
+	st->nick = xstrdup(t->config->bot.nick);
 }
 
 /* ---------- lanes: requests, backoff, login pauses ---------- */
@@ -1300,15 +1338,14 @@ crypto_sync(struct matrix *m, const struct mx_crypto *c)
 static bool
 inviter_allowed(struct matrix *m, const char *inviter)
 {
-	if (!conf_flag(m->t, "auto_join", true) || !inviter)
+	if (!m->set.auto_join || !inviter)
 		return false;
-	char **v;
-	size_t n = strv_split(conf_get(m->t->conf, "auto_join_from"), &v);
+	char **v = m->set.join_from;
+	size_t n = m->set.njoin_from;
 	bool ok = n == 0;
 	const char *server = strchr(inviter, ':');
 	for (size_t i = 0; i < n && !ok; i++)
 		ok = v[i][0] == '@' ? glob_match(v[i], inviter, false) : server && glob_match(v[i], server + 1, true);
-	strv_free(v, n);
 	return ok;
 }
 
@@ -1398,7 +1435,7 @@ static void
 dispatch(struct apply *a, struct room *r, const struct mx_event *ev)
 {
 	struct matrix *m = a->m;
-	const char *names[] = { m->user_id, m->displayname, m->localpart, m->t->config->bot.nick };
+	const char *names[] = { m->user_id, m->displayname, m->localpart, m->set.nick };
 	bool addressed = matrix_event_text(ev, m->user_id, names, sizeof names / sizeof names[0], &a->text);
 	if (ev->in_reply_to && store_event_state(m->store, ev->in_reply_to) == STORE_EV_OWN)
 		addressed = true;
@@ -1517,7 +1554,7 @@ apply_sync(struct matrix *m, const char *body, size_t len)
 {
 	int64_t t0 = loop_now_us();
 	struct apply a = { .m = m, .initial = m->since == NULL, .now_ms = wall_ms() };
-	a.oldest_ms = a.now_ms - conf_net_long(m->t->config, m->t->conf, "catch_up_s", CATCH_UP_DEFAULT_S) * 1000;
+	a.oldest_ms = a.now_ms - m->set.catch_up_s * 1000;
 	buf_init(&a.text);
 	struct buf nb, err;
 	buf_init(&nb);
@@ -1628,7 +1665,7 @@ eph_pop(struct matrix *m)
 static void
 typing(struct matrix *m, const char *room, bool on)
 {
-	if (!conf_flag(m->t, "typing", true))
+	if (!m->set.typing)
 		return;
 	struct buf p;
 	buf_init(&p);
@@ -1645,7 +1682,7 @@ typing(struct matrix *m, const char *room, bool on)
 static void
 read_receipt(struct matrix *m, const char *room, const char *event_id)
 {
-	if (!event_id || !conf_flag(m->t, "read_receipts", true))
+	if (!event_id || !m->set.receipts)
 		return;
 	struct buf p;
 	buf_init(&p);
@@ -1925,6 +1962,7 @@ matrix_destroy(struct transport *t)
 	free(m->device_id);
 	free(m->since);
 	free(m->displayname);
+	settings_free(&m->set);
 	free(m);
 	transport_free_common(t);
 }
@@ -1984,7 +2022,7 @@ begin(struct matrix *m, struct buf *err)
 {
 	if (load_state(m, err) < 0)
 		return -1;
-	if (conf_flag(m->t, "encryption", true))
+	if (m->set.encryption)
 		log_notice("%s: encryption = yes, but end-to-end encryption is not built in yet: "
 			"encrypted rooms are not read", m->t->name);
 	if (strncmp(m->hs, "http://", 7) == 0 && !strstr(m->hs, "://127.0.0.1") && !strstr(m->hs, "://localhost")
@@ -2053,6 +2091,13 @@ matrix_start(struct transport *t, struct buf *err)
 	return 0;
 }
 
+/* The section is unchanged (else we would be restarted): t->conf now points into the new config. */
+static void
+matrix_reconfigure(struct transport *t)
+{
+	settings_read(t->impl);
+}
+
 static const struct transport_ops matrix_ops = {
 	.start = matrix_start,
 	.send = matrix_send,
@@ -2062,6 +2107,7 @@ static const struct transport_ops matrix_ops = {
 	.describe = matrix_describe,
 	.join = matrix_join,
 	.part = matrix_part,
+	.reconfigure = matrix_reconfigure,
 };
 
 static struct transport *
@@ -2089,6 +2135,7 @@ matrix_create(const struct transport_env *env, const struct conf_section *s, str
 	m->rnd |= 1;
 	t->impl = m;
 	t->ops = &matrix_ops;
+	settings_read(m);
 	/* no line limits: answers are laid out in full, as HTML too */
 	t->budget = (struct budget){ .max_lines = 0, .line_bytes = 0, .html = true };
 	return t;
