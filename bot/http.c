@@ -48,8 +48,6 @@ struct http {
 	size_t n;
 };
 
-static const char *const method_names[] = { "GET", "POST", "PUT" };
-
 void
 http_escape(struct buf *b, const char *s)
 {
@@ -298,7 +296,6 @@ http_start(struct http *h, const struct http_opts *o, http_cb cb, void *arg)
 		h->reqs->prev = r;
 	h->reqs = r;
 	h->n++;
-	log_debug("http: %s request started", method_names[o->method]);
 	/* curl asks for a 0 ms timer here; the transfer starts on the next loop turn */
 	curl_multi_add_handle(h->multi, e);
 	return r;

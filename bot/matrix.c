@@ -1036,14 +1036,34 @@ save_identity(struct matrix *m)
 		store_meta_set(m->store, "access_token", m->token);
 }
 
+/* The server said who we are: remember it, then fetch the display name. */
+static void
+identified(struct matrix *m, const char *device_id)
+{
+	if (device_id)
+		set_str(&m->device_id, device_id);
+	save_identity(m);
+	auth_step(m, AUTH_PROFILE);
+}
+
+/* The JSON of a 2xx answer (an empty object if it is not JSON); else the retry is scheduled and NULL. */
+static cJSON *
+answer_json(struct matrix *m, enum lane_id id, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome != MX_OK) {
+		lane_retry(m, id, e);
+		return NULL;
+	}
+	cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
+	return j ? j : cJSON_CreateObject();
+}
+
 static void
 done_whoami(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
 {
-	if (e->outcome != MX_OK) {
-		lane_retry(m, LANE_AUTH, e);
+	cJSON *j = answer_json(m, LANE_AUTH, resp, e);
+	if (!j)
 		return;
-	}
-	cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
 	const char *user = jstr(j, "user_id"), *dev = jstr(j, "device_id");
 	if (!user || strcmp(user, m->user_id) != 0) {
 		log_err("%s: the access token belongs to %s, not to user_id %s", m->t->name, user ? user : "nobody", m->user_id);
@@ -1056,21 +1076,16 @@ done_whoami(struct matrix *m, const struct http_resp *resp, const struct mx_erro
 	}
 	if (dev && m->device_id && strcmp(dev, m->device_id) != 0)
 		log_warnx("%s: the token is for device %s, the store knew %s: using %s", m->t->name, dev, m->device_id, dev);
-	if (dev)
-		set_str(&m->device_id, dev);
+	identified(m, dev);
 	cJSON_Delete(j);
-	save_identity(m);
-	auth_step(m, AUTH_PROFILE);
 }
 
 static void
 done_flows(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
 {
-	if (e->outcome != MX_OK) {
-		lane_retry(m, LANE_AUTH, e);
+	cJSON *j = answer_json(m, LANE_AUTH, resp, e);
+	if (!j)
 		return;
-	}
-	cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
 	bool password = false;
 	const cJSON *f;
 	cJSON_ArrayForEach(f, jarr(j, "flows"))
@@ -1108,11 +1123,8 @@ done_login(struct matrix *m, const struct http_resp *resp, const struct mx_error
 	forget_token(m);
 	m->token = xstrdup(tok);
 	explicit_bzero(((cJSON *)jget(j, "access_token"))->valuestring, strlen(tok));
-	if (dev)
-		set_str(&m->device_id, dev);
+	identified(m, dev);
 	cJSON_Delete(j);
-	save_identity(m);
-	auth_step(m, AUTH_PROFILE);
 }
 
 static void
@@ -1882,15 +1894,17 @@ matrix_send(struct transport *t, const struct reply *r)
 	buf_free(&content);
 }
 
+/* !join and !leave from an admin: queued like everything else, so they survive a restart. */
 static int
-matrix_join(struct transport *t, const char *room, struct buf *err)
+queue_membership(struct transport *t, const char *kind, const char *room, bool valid, const char *expect,
+	struct buf *err)
 {
 	struct matrix *m = t->impl;
-	if (!is_room_ref(room)) {
-		buf_printf(err, "expected a room id (!id:server) or alias (#name:server)");
+	if (!valid) {
+		buf_printf(err, "%s", expect);
 		return -1;
 	}
-	if (!m->store || queue_out(m, "join", room, NULL, NULL, NULL) < 0) {
+	if (!m->store || queue_out(m, kind, room, NULL, NULL, NULL) < 0) {
 		buf_printf(err, "the state store is not available");
 		return -1;
 	}
@@ -1898,18 +1912,17 @@ matrix_join(struct transport *t, const char *room, struct buf *err)
 }
 
 static int
+matrix_join(struct transport *t, const char *room, struct buf *err)
+{
+	return queue_membership(t, "join", room, is_room_ref(room),
+		"expected a room id (!id:server) or alias (#name:server)", err);
+}
+
+static int
 matrix_part(struct transport *t, const char *room, struct buf *err)
 {
-	struct matrix *m = t->impl;
-	if (room[0] != '!' || !strchr(room, ':')) {
-		buf_printf(err, "give the room id (!id:server), not an alias");
-		return -1;
-	}
-	if (!m->store || queue_out(m, "leave", room, NULL, NULL, NULL) < 0) {
-		buf_printf(err, "the state store is not available");
-		return -1;
-	}
-	return 0;
+	return queue_membership(t, "leave", room, room[0] == '!' && strchr(room, ':'),
+		"give the room id (!id:server), not an alias", err);
 }
 
 static void

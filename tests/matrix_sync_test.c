@@ -188,11 +188,11 @@ test_malformed(void)
 		"{\"next_batch\":\"s\",\"rooms\":null,\"to_device\":[],\"device_lists\":\"x\"}",
 		"{\"next_batch\":\"s\",\"rooms\":{\"join\":[1,2,3],\"invite\":{\"!a:b\":5}}}",
 		"{\"next_batch\":\"s\",\"rooms\":{\"join\":{\"!a:b\":{\"timeline\":{\"events\":[null,1,\"x\",[],{\"type\":7}]}}}}}",
-		"{\"next_batch\":\"s\",\"rooms\":{\"join\":{\"!a:b\":{\"timeline\":{\"events\":[{\"type\":\"m.room.message\","
+		("{\"next_batch\":\"s\",\"rooms\":{\"join\":{\"!a:b\":{\"timeline\":{\"events\":[{\"type\":\"m.room.message\","
 		"\"content\":{\"body\":7,\"msgtype\":[],\"m.relates_to\":\"x\",\"m.mentions\":{\"user_ids\":\"x\"}},"
-		"\"origin_server_ts\":1e300,\"event_id\":{}}]}}}}}",
-		"{\"next_batch\":\"s\",\"device_one_time_keys_count\":{\"signed_curve25519\":\"many\"},"
-		"\"device_unused_fallback_key_types\":[1,null]}",
+		"\"origin_server_ts\":1e300,\"event_id\":{}}]}}}}}"),
+		("{\"next_batch\":\"s\",\"device_one_time_keys_count\":{\"signed_curve25519\":\"many\"},"
+		"\"device_unused_fallback_key_types\":[1,null]}"),
 	};
 	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
 		T_OK(parse(odd[i], &nb, &st, &err) == 0, "wrong types in place %zu: parsed, odd parts skipped", i + 1);
