@@ -317,6 +317,20 @@ async def part_errors(hs, tmp, bot_id, alice, rid, bot):
     ok = wait_reply(hs, bot_id, rid, q, 30)
     check(ok and time.time() - t1 >= 1.9, "429 waits the larger of Retry-After (2 s) and retry_after_ms")
 
+    # a 429 pauses the sends only: the sync goes on and fetches the next question meanwhile
+    hs.fault(user=bot_id, path="/send/", kind="429", count=1, retry_after_ms=2500)
+    fault = hs.faults[-1]
+    qa = await say(alice, rid, QUESTIONS[1])
+    hs.wait_for(lambda: fault["count"] == 0, WAIT)   # the send of qa got its 429
+    t3 = time.time()
+    qb = await say(alice, rid, QUESTIONS[2])
+    ok = wait_reply(hs, bot_id, rid, qa, 30) and wait_reply(hs, bot_id, rid, qb, 30)
+    with hs.cond:
+        sends = [t for t, u, _m, p in hs.requests if u == bot_id and "/send/" in p and t > t3]
+        syncs = [t for t, u, _m, p in hs.requests if u == bot_id and p.startswith("/sync") and t > t3]
+    check(ok and sends and syncs and syncs[0] < sends[0],
+          "while sends wait out a 429, the sync goes on (a sync came before the send resumed)")
+
     for kind in ("truncate", "drop"):
         hs.fault(user=bot_id, path="/sync", kind=kind, count=1)
         q = await say(alice, rid, QUESTIONS[0])
@@ -356,6 +370,36 @@ async def part_relogin(hs, tmp, bot_id, alice, rid, bot):
     after = [x for x in hs.logins if x[0] == bot_id]
     check(after[-1][2] is None and after[-1][1] != dev and "LOGGED OUT" in bot.log(),
           "hard logout: a new device, with a loud warning")
+    bot.stop()
+
+
+async def part_encrypted(hs, tmp, bot_id, alice, carol):
+    """nio's end-to-end encryption through the double; the bot (no E2EE yet) stays silent there."""
+    bot = Bot(tmp, hs, bot_id).start()
+    enc = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+    rid = (await alice.room_create(invite=[carol.user_id, bot_id], initial_state=[enc])).room_id
+    await carol.join(rid)
+    joined = hs.wait_for(lambda: hs.rooms[rid].membership(bot_id) == "join", WAIT)
+    await alice.sync(timeout=0)
+    await carol.sync(timeout=0)
+    r = await alice.room_send(rid, "m.room.message", {"msgtype": "m.text", "body": QUESTION},
+                              ignore_unverified_devices=True)
+    got = None
+    for _ in range(10):
+        resp = await carol.sync(timeout=1000)
+        room = getattr(resp, "rooms", None) and resp.rooms.join.get(rid)
+        for ev in (room.timeline.events if room else []):
+            if getattr(ev, "event_id", None) == r.event_id:
+                got = ev
+        if got:
+            break
+    check(getattr(got, "body", None) == QUESTION and hs.room_events(rid, "m.room.encrypted"),
+          "the double carries nio's keys/query, keys/claim and to-device: carol decrypts alice's message")
+    time.sleep(1.0)
+    mine = [e for e in hs.room_events(rid) if e["sender"] == bot_id and e["type"] in ("m.room.message",
+                                                                                      "m.room.encrypted")]
+    check(joined and not mine and "cannot be read yet" in bot.log(),
+          "in an encrypted room the bot (no E2EE yet) joins, says it cannot read, and never posts plaintext")
     bot.stop()
 
 
@@ -462,6 +506,7 @@ async def main():
         await part_errors(hs, tmp, bot_id, alice, rid, bot)
         await part_relogin(hs, tmp, bot_id, alice, rid, bot)
         await part_sigkill(hs, tmp, bot_id, alice, rid)
+        await part_encrypted(hs, tmp, bot_id, alice, carol)
         await part_token(hs, tmp, alice)
     finally:
         for b in bots:

@@ -20,7 +20,8 @@ Use it in-process (tests import it):
 or standalone (`homeserver.py [--port N]` prints "port N"), controlled with
 POST /_test/<control> carrying JSON (see Handler.test_controls).
 
-Fault kinds: "429", "500", "drop" (close without answering), "truncate"
+Fault kinds: "429", "500", "soft_logout" (one 401 M_UNKNOWN_TOKEN with
+soft_logout: true, the token stays valid), "drop" (close without answering), "truncate"
 (headers and half the body, then close), "process_then_500" and
 "process_then_drop" (the request takes effect, the answer is lost: a
 retry must not duplicate it).
@@ -255,6 +256,11 @@ class Homeserver:
                 if left <= 0:
                     return None
                 self.cond.wait(min(left, 0.2))
+
+    def to_device_recipients(self):
+        """(user, device) -> [event types] still queued for delivery."""
+        with self.cond:
+            return {k: [e["type"] for _p, e in v] for k, v in self.to_device.items() if v}
 
     def otk_count(self, user, device):
         with self.cond:
@@ -636,6 +642,9 @@ class Handler(BaseHTTPRequestHandler):
         if before and kind in ("429", "500", "drop", "soft_logout"):
             if kind == "drop":
                 self.drop()
+            elif kind == "soft_logout":
+                e = MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
+                self.reply(401, e.body())
             elif kind == "429":
                 extra = {}
                 if f["retry_after_ms"] is not None:
