@@ -771,14 +771,16 @@ crash_point(const char *name)
 	}
 }
 
+/* A yes/no key, validated already. */
 static bool
 conf_flag(const struct transport *t, const char *key, bool def)
 {
-	const char *v = conf_get(t->conf, key);
-	if (!v)
-		return def;
-	return strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0
-		|| strcmp(v, "1") == 0;
+	struct buf err;
+	buf_init(&err);
+	bool v = def;
+	conf_bool(t->conf, key, def, &v, NULL, &err);
+	buf_free(&err);
+	return v;
 }
 
 static void
@@ -877,8 +879,10 @@ lane_retry(struct matrix *m, enum lane_id id, const struct mx_error *e)
 	int64_t ms = e->outcome == MX_RATE ? e->retry_ms : matrix_backoff_ms(l->failures, rnd01(m));
 	if (e->outcome == MX_RATE)
 		log_info("%s: %s rate-limited by the server; waiting %lld ms", m->t->name, lane_info[id].name, (long long)ms);
+	else if (e->status == 0)
+		log_warnx("%s: %s failed (%s); retrying in %lld ms", m->t->name, lane_info[id].name, e->error, (long long)ms);
 	else
-		log_warnx("%s: %s failed (%ld %s%s%s); retrying in %lld ms", m->t->name, lane_info[id].name, e->status,
+		log_warnx("%s: %s failed (HTTP %ld %s%s%s); retrying in %lld ms", m->t->name, lane_info[id].name, e->status,
 			e->errcode, *e->errcode ? ": " : "", e->error, (long long)ms);
 	lane_wait(m, id, ms);
 }

@@ -12,7 +12,7 @@
 #ifndef KNEEBOT_MATRIX_H
 #define KNEEBOT_MATRIX_H
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
