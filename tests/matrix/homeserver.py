@@ -619,6 +619,7 @@ class Handler(BaseHTTPRequestHandler):
             args = [s for p, s in zip(pattern, segs) if p is None]
             with self.hs.cond:
                 self.hs.requests.append((time.time(), who[0], method, path))
+                self.hs.cond.notify_all()   # tests wait on request counts too
                 f = self.hs._fault_for(who[0], method, path)
             if f and self.apply_fault(f, before=True):
                 return
