@@ -34,13 +34,16 @@ OBJS += compose.o
 OBJS += config.o
 OBJS += console.o
 OBJS += crypto.o
+OBJS += http.o
 OBJS += kb.o
 OBJS += log.o
 OBJS += loop.o
+OBJS += matrix.o
 OBJS += memory.o
 OBJS += ratelimit.o
 OBJS += responder.o
 OBJS += router.o
+OBJS += store.o
 OBJS += text.o
 OBJS += transport.o
 

@@ -1,0 +1,2165 @@
+/*
+ * matrix.c: the Matrix client-server API as a transport.  Login, /sync,
+ * room events -> struct event, replies; no curl calls (http.c does those)
+ * and no SQL (store.c).
+ *
+ * The durability rule: a sync batch is applied in ONE store transaction
+ * that also holds its next_batch and the outbox rows of every reply the
+ * router decided while it ran (send() only queues).  The requests go out
+ * after COMMIT; each retry reuses its stored txnId.  So a crash before
+ * COMMIT replays the batch and a crash after it resends the same txnIds:
+ * nothing is lost and the server drops the second copy.
+ *
+ * End-to-end encryption (next) slots in at three functions and nowhere
+ * else: incoming_event() (every room event, to be decrypted),
+ * outgoing_seal() (every room message, to be encrypted and re-stored
+ * before its PUT) and crypto_sync() (to-device events, device lists and
+ * one-time key counts of each batch).
+ */
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "bot.h"
+#include "buf.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "matrix.h"
+#include "router.h"
+#include "store.h"
+#include "transport.h"
+
+#define API "/_matrix/client/v3"
+#define SYNC_TIMEOUT_MS 30000
+#define SYNC_SLACK_MS 30000             /* curl gives up this long after the server should have answered */
+#define REQUEST_TIMEOUT_MS 30000
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define RATE_DEFAULT_MS 5000
+#define RATE_MAX_MS 3600000
+#define TYPING_TIMEOUT_MS 10000
+#define OUTBOX_MAX_AGE_MS (12 * 3600 * 1000LL)   /* Synapse forgets txnIds after 24 h */
+#define EVENTS_KEEP_MS (7 * 86400 * 1000LL)
+#define EPHEMERAL_MAX_AGE_MS 60000
+#define EPHEMERAL_MAX_JOBS 256
+#define EPHEMERAL_ATTEMPTS 3
+#define LOCK_RETRY_MS 250
+#define HOUSEKEEPING_MS (3600 * 1000)
+#define SEAL_WAIT_MS 1000
+#define CATCH_UP_DEFAULT_S 21600         /* answer what was missed while down, up to 6 h old */
+#define CUT_NOTE "\n[cut: too long for one Matrix message]"
+
+/* Only what the bot uses: messages and the state that says who is in a room. */
+static const char sync_filter[] =
+	"{\"room\":{\"timeline\":{\"limit\":50,\"types\":[\"m.room.message\",\"m.room.encrypted\","
+	"\"m.room.member\",\"m.room.encryption\"]},"
+	"\"state\":{\"lazy_load_members\":true,\"types\":[\"m.room.member\",\"m.room.encryption\","
+	"\"m.room.create\"]},"
+	"\"ephemeral\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}},"
+	"\"presence\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}";
+
+/* ---------- pure parts: JSON to values ---------- */
+
+static const cJSON *
+jget(const cJSON *o, const char *key)
+{
+	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+}
+
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = jget(o, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const cJSON *
+jobj(const cJSON *o, const char *key)
+{
+	const cJSON *v = jget(o, key);
+	return cJSON_IsObject(v) ? v : NULL;
+}
+
+static const cJSON *
+jarr(const cJSON *o, const char *key)
+{
+	const cJSON *v = jget(o, key);
+	return cJSON_IsArray(v) ? v : NULL;
+}
+
+/* A number as int64, read from valuedouble (valueint saturates); def when absent. */
+static int64_t
+jint(const cJSON *o, const char *key, int64_t def)
+{
+	const cJSON *v = jget(o, key);
+	if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
+		return def;
+	if (v->valuedouble > 9e15)
+		return (int64_t)9e15;
+	if (v->valuedouble < -9e15)
+		return (int64_t)-9e15;
+	return (int64_t)v->valuedouble;
+}
+
+bool
+matrix_event_parse(const cJSON *obj, bool state, struct mx_event *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->type = jstr(obj, "type");
+	if (!ev->type)
+		return false;
+	ev->raw = obj;
+	ev->state = state;
+	ev->event_id = jstr(obj, "event_id");
+	ev->sender = jstr(obj, "sender");
+	ev->state_key = jstr(obj, "state_key");
+	ev->ts_ms = jint(obj, "origin_server_ts", 0);
+	ev->redacted = jget(jobj(obj, "unsigned"), "redacted_because") != NULL;
+	const cJSON *c = jobj(obj, "content");
+	ev->content = c;
+	ev->msgtype = jstr(c, "msgtype");
+	ev->body = jstr(c, "body");
+	ev->body_len = ev->body ? strlen(ev->body) : 0;
+	const cJSON *rel = jobj(c, "m.relates_to");
+	ev->rel_type = jstr(rel, "rel_type");
+	ev->rel_event = jstr(rel, "event_id");
+	ev->in_reply_to = jstr(jobj(rel, "m.in_reply_to"), "event_id");
+	ev->mention_ids = jarr(jobj(c, "m.mentions"), "user_ids");
+	ev->membership = jstr(c, "membership");
+	ev->displayname = jstr(c, "displayname");
+	return true;
+}
+
+struct walk {
+	const struct mx_sync_visitor *v;
+	void *arg;
+	struct mx_sync_stats *st;
+};
+
+static void
+walk_events(struct walk *w, const struct mx_room *r, const cJSON *arr, bool state)
+{
+	const cJSON *e;
+	cJSON_ArrayForEach(e, arr) {
+		struct mx_event ev;
+		if (!matrix_event_parse(e, state, &ev)) {
+			w->st->skipped++;
+			continue;
+		}
+		w->st->events++;
+		if (w->v->event)
+			w->v->event(w->arg, r, &ev);
+	}
+}
+
+static void
+walk_room(struct walk *w, const cJSON *room, enum mx_membership section)
+{
+	if (!room->string || !cJSON_IsObject(room)) {
+		w->st->skipped++;
+		return;
+	}
+	const cJSON *summary = jobj(room, "summary");
+	const cJSON *tl = jobj(room, "timeline");
+	struct mx_room r = {
+		.id = room->string, .section = section,
+		.joined = jint(summary, "m.joined_member_count", -1),
+		.invited = jint(summary, "m.invited_member_count", -1),
+		.limited = cJSON_IsTrue(jget(tl, "limited")),
+		.timeline = jarr(tl, "events"),
+	};
+	w->st->rooms++;
+	if (w->v->room)
+		w->v->room(w->arg, &r);
+	if (section == MX_INVITE) {
+		walk_events(w, &r, jarr(jobj(room, "invite_state"), "events"), true);
+	} else {
+		walk_events(w, &r, jarr(jobj(room, "state"), "events"), true);
+		walk_events(w, &r, r.timeline, false);
+	}
+	if (w->v->room_end)
+		w->v->room_end(w->arg, &r);
+}
+
+/* Collects the strings of an array into a NULL-free list; non-strings are skipped. */
+static size_t
+string_list(const cJSON *arr, const char ***out)
+{
+	size_t n = 0, cap = (size_t)cJSON_GetArraySize(arr);
+	const char **v = cap ? xcalloc(cap, sizeof *v) : NULL;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, arr)
+		if (cJSON_IsString(e) && n < cap)
+			v[n++] = e->valuestring;
+	*out = v;
+	return n;
+}
+
+static void
+walk_crypto(struct walk *w, const cJSON *root)
+{
+	const cJSON *td = jarr(jobj(root, "to_device"), "events");
+	size_t cap = (size_t)cJSON_GetArraySize(td), n = 0;
+	struct mx_to_device *tdv = cap ? xcalloc(cap, sizeof *tdv) : NULL;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, td) {
+		const char *type = jstr(e, "type"), *sender = jstr(e, "sender");
+		if (!type || !sender || n >= cap) {
+			w->st->skipped++;
+			continue;
+		}
+		tdv[n++] = (struct mx_to_device){ type, sender, jobj(e, "content") };
+	}
+	const cJSON *dl = jobj(root, "device_lists");
+	const cJSON *fb = jarr(root, "device_unused_fallback_key_types");
+	struct mx_crypto c = {
+		.to_device = tdv, .n_to_device = n,
+		.otk_signed_curve25519 = jint(jobj(root, "device_one_time_keys_count"), "signed_curve25519", 0),
+		.fallback_known = fb != NULL,
+	};
+	c.nchanged = string_list(jarr(dl, "changed"), &c.changed);
+	c.nleft = string_list(jarr(dl, "left"), &c.left);
+	cJSON_ArrayForEach(e, fb)
+		c.fallback_unused |= cJSON_IsString(e) && strcmp(e->valuestring, "signed_curve25519") == 0;
+	if (w->v->crypto)
+		w->v->crypto(w->arg, &c);
+	free(tdv);
+	free(c.changed);
+	free(c.left);
+}
+
+int
+matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v, void *arg,
+	struct buf *next_batch, struct mx_sync_stats *stats, struct buf *err)
+{
+	struct mx_sync_stats dummy;
+	struct walk w = { v, arg, stats ? stats : &dummy };
+	memset(w.st, 0, sizeof *w.st);
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+	if (!root) {
+		size_t at = end && end >= json ? (size_t)(end - json) : 0;
+		buf_printf(err, "not valid JSON (%zu bytes, error near byte %zu)", len, at);
+		return -1;
+	}
+	const char *nb = jstr(root, "next_batch");
+	if (!cJSON_IsObject(root) || !nb || !*nb) {
+		buf_printf(err, "%s", cJSON_IsObject(root) ? "no next_batch" : "not a JSON object");
+		cJSON_Delete(root);
+		return -1;
+	}
+	buf_clear(next_batch);
+	buf_adds(next_batch, nb);
+	walk_crypto(&w, root);
+	const cJSON *rooms = jobj(root, "rooms");
+	static const struct { const char *key; enum mx_membership m; } sections[] = {
+		{ "invite", MX_INVITE }, { "leave", MX_LEAVE }, { "join", MX_JOIN },
+	};
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+		const cJSON *room;
+		cJSON_ArrayForEach(room, jobj(rooms, sections[i].key))
+			walk_room(&w, room, sections[i].m);
+	}
+	cJSON_Delete(root);
+	return 0;
+}
+
+const char *
+matrix_event_skip(const struct mx_event *ev, const char *own_user)
+{
+	static const struct { const char *msgtype, *why; } not_text[] = {
+		{ "m.notice", "a notice (bots never answer notices)" },
+		{ "m.emote", "an emote" },
+	};
+	if (!ev->event_id || !ev->sender)
+		return "malformed (no event_id or sender)";
+	if (own_user && strcmp(ev->sender, own_user) == 0)
+		return "our own";
+	if (strcmp(ev->type, "m.room.message") != 0)
+		return "not a message";
+	if (ev->redacted)
+		return "redacted";
+	if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0)
+		return "an edit";
+	if (!ev->msgtype || !ev->body)
+		return "no msgtype or body";
+	for (size_t i = 0; i < sizeof not_text / sizeof not_text[0]; i++)
+		if (strcmp(ev->msgtype, not_text[i].msgtype) == 0)
+			return not_text[i].why;
+	if (strcmp(ev->msgtype, "m.text") != 0)
+		return "not text";
+	return NULL;
+}
+
+/* Length of the reply fallback at the start of body: "> " lines and the blank line after. */
+static size_t
+fallback_len(const char *body, size_t n)
+{
+	size_t i = 0;
+	while (i < n && body[i] == '>') {
+		const char *nl = memchr(body + i, '\n', n - i);
+		if (!nl)
+			return 0;   /* nothing but quote: keep it */
+		i = (size_t)(nl - body) + 1;
+	}
+	if (i == 0)
+		return 0;
+	if (i < n && body[i] == '\n')
+		i++;
+	return i;
+}
+
+static bool
+mentions(const cJSON *ids, const char *user)
+{
+	const cJSON *e;
+	cJSON_ArrayForEach(e, ids)
+		if (cJSON_IsString(e) && user && strcmp(e->valuestring, user) == 0)
+			return true;
+	return false;
+}
+
+bool
+matrix_event_text(const struct mx_event *ev, const char *own_user, const char *const *names,
+	size_t nnames, struct buf *out)
+{
+	const char *body = ev->body ? ev->body : "";
+	size_t n = ev->body ? ev->body_len : 0;
+	if (ev->in_reply_to) {
+		size_t skip = fallback_len(body, n);
+		body += skip;
+		n -= skip;
+	}
+	bool addressed = mentions(ev->mention_ids, own_user);
+	struct buf a, b;
+	buf_init(&a);
+	buf_init(&b);
+	buf_add(&a, body, n);
+	/* longest names first (the full user id before its localpart) is the caller's order */
+	for (size_t i = 0; i < nnames; i++) {
+		if (!names[i] || !*names[i])
+			continue;
+		if (address_strip(a.s, a.len, names[i], &b)) {
+			addressed = true;
+			struct buf tmp = a;
+			a = b;
+			b = tmp;
+		}
+	}
+	buf_clear(out);
+	buf_add(out, a.s, a.len);
+	buf_free(&a);
+	buf_free(&b);
+	return addressed;
+}
+
+/* Copies s with every invalid UTF-8 sequence replaced by U+FFFD: servers reject invalid JSON strings. */
+static char *
+valid_utf8(const char *s, size_t n)
+{
+	struct buf b;
+	buf_init(&b);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t l = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		if (i + l <= n && utf8_valid(s + i, l) && c != 0) {
+			buf_add(&b, s + i, l);
+			i += l;
+		} else {
+			buf_adds(&b, "\xef\xbf\xbd");
+			i++;
+		}
+	}
+	return buf_take(&b);
+}
+
+static void
+reply_json(const struct mx_reply *r, const char *text, const char *html, struct buf *out)
+{
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "msgtype", "m.notice");
+	cJSON_AddStringToObject(c, "body", text);
+	if (html) {
+		cJSON_AddStringToObject(c, "format", "org.matrix.custom.html");
+		cJSON_AddStringToObject(c, "formatted_body", html);
+	}
+	cJSON *rel = cJSON_AddObjectToObject(c, "m.relates_to");
+	if (r->thread_root) {
+		cJSON_AddStringToObject(rel, "rel_type", "m.thread");
+		cJSON_AddStringToObject(rel, "event_id", r->thread_root);
+		cJSON_AddBoolToObject(rel, "is_falling_back", false);
+	}
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(rel, "m.in_reply_to"), "event_id", r->in_reply_to);
+	cJSON *ids = cJSON_AddArrayToObject(cJSON_AddObjectToObject(c, "m.mentions"), "user_ids");
+	if (r->mention)
+		cJSON_AddItemToArray(ids, cJSON_CreateString(r->mention));
+	char *s = cJSON_PrintUnformatted(c);
+	cJSON_Delete(c);
+	buf_clear(out);
+	buf_adds(out, s);
+	free(s);
+}
+
+void
+matrix_reply_content(const struct mx_reply *r, struct buf *out)
+{
+	char *text = valid_utf8(r->text, strlen(r->text));
+	char *html = r->html ? valid_utf8(r->html, strlen(r->html)) : NULL;
+	reply_json(r, text, html, out);
+	if (out->len > MX_MAX_CONTENT && html) {
+		/* the plain body alone is still the whole answer */
+		reply_json(r, text, NULL, out);
+	}
+	size_t keep = strlen(text);
+	while (out->len > MX_MAX_CONTENT && keep > 0) {
+		/* escaping may inflate the text: shrink in proportion, with a margin */
+		keep = utf8_cut(text, keep, keep * (MX_MAX_CONTENT - 512) / out->len);
+		struct buf cut;
+		buf_init(&cut);
+		buf_add(&cut, text, keep);
+		buf_adds(&cut, CUT_NOTE);
+		reply_json(r, cut.s, NULL, out);
+		buf_free(&cut);
+	}
+	free(text);
+	free(html);
+}
+
+void
+matrix_classify(long status, const char *body, size_t len, int64_t retry_after_ms, struct mx_error *e)
+{
+	memset(e, 0, sizeof *e);
+	e->status = status;
+	cJSON *j = status && body ? cJSON_ParseWithLength(body, len) : NULL;
+	const char *code = jstr(j, "errcode"), *msg = jstr(j, "error");
+	snprintf(e->errcode, sizeof e->errcode, "%s", code ? code : "");
+	snprintf(e->error, sizeof e->error, "%s", msg ? msg : "");
+	e->soft_logout = cJSON_IsTrue(jget(j, "soft_logout"));
+	int64_t body_ms = jint(j, "retry_after_ms", -1);
+	cJSON_Delete(j);
+	if (status == 0 || status >= 500 || status == 408) {
+		e->outcome = MX_RETRY;
+	} else if (status >= 200 && status < 300) {
+		e->outcome = MX_OK;
+	} else if (status == 429 || strcmp(e->errcode, "M_LIMIT_EXCEEDED") == 0) {
+		e->outcome = MX_RATE;
+		e->retry_ms = retry_after_ms > body_ms ? retry_after_ms : body_ms;
+		if (e->retry_ms <= 0)
+			e->retry_ms = RATE_DEFAULT_MS;
+		if (e->retry_ms > RATE_MAX_MS)
+			e->retry_ms = RATE_MAX_MS;
+	} else if (status == 401 && (strcmp(e->errcode, "M_UNKNOWN_TOKEN") == 0
+			|| strcmp(e->errcode, "M_MISSING_TOKEN") == 0)) {
+		e->outcome = MX_AUTH;
+	} else {
+		e->outcome = MX_FAIL;
+	}
+}
+
+int64_t
+matrix_backoff_ms(unsigned failures, double rnd)
+{
+	int64_t d = BACKOFF_FIRST_MS;
+	for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
+		d *= 2;
+	if (d > BACKOFF_MAX_MS)
+		d = BACKOFF_MAX_MS;
+	return (int64_t)((double)d * (0.8 + 0.4 * rnd));
+}
+
+/* ---------- configuration ---------- */
+
+static const char *const known_keys[] = {
+	"homeserver", "user_id", "password_file", "access_token_file", "device_name", "auto_join",
+	"auto_join_from", "rooms", "admins", "encryption", "typing", "read_receipts", "catch_up_s",
+	/* overrides of [bot] */
+	"prefix", "reply_mode", "cooldown_s", "room_max_per_min", "ignore",
+};
+
+static bool
+is_user_id(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	return s[0] == '@' && colon && colon > s + 1 && colon[1] && !strpbrk(s, " \t,");
+}
+
+/* Every item of a list key must pass ok(); names the first that does not. */
+static int
+check_list(const struct config *c, const struct conf_section *s, const char *key,
+	bool (*ok)(const char *), const char *expect, struct buf *err)
+{
+	char **v;
+	size_t n = strv_split(conf_get(s, key), &v);
+	int rv = 0;
+	for (size_t i = 0; i < n && rv == 0; i++) {
+		if (!ok(v[i])) {
+			conf_error(err, c->path, s, key, "%s: '%s' is not %s", key, v[i], expect);
+			rv = -1;
+		}
+	}
+	strv_free(v, n);
+	return rv;
+}
+
+static bool
+is_room_ref(const char *s)
+{
+	return (s[0] == '!' || s[0] == '#') && strchr(s + 1, ':') && !strpbrk(s, " \t");
+}
+
+static bool
+is_inviter(const char *s)
+{
+	return s[0] == '@' ? is_user_id(s) : (*s && !strpbrk(s, " \t@:/") ? true : false);
+}
+
+static int
+check_secret(const struct config *c, const struct conf_section *s, struct buf *err)
+{
+	const char *pw = conf_get(s, "password_file"), *tok = conf_get(s, "access_token_file");
+	if (!pw == !tok) {
+		conf_error(err, c->path, s, NULL, "give exactly one of password_file and access_token_file");
+		return -1;
+	}
+	const char *key = pw ? "password_file" : "access_token_file";
+	char *secret;
+	size_t len;
+	struct buf e;
+	buf_init(&e);
+	int rv = config_read_secret(c, pw ? pw : tok, &secret, &len, &e);
+	if (rv < 0)
+		conf_error(err, c->path, s, key, "%s", e.s);
+	else {
+		explicit_bzero(secret, len);
+		free(secret);
+	}
+	buf_free(&e);
+	return rv;
+}
+
+static int
+check_overrides(const struct config *c, const struct conf_section *s, struct buf *err)
+{
+	int bad = 0;
+	long l;
+	const char *v = conf_get(s, "prefix");
+	if (v && (!*v || strlen(v) > 8 || strpbrk(v, " \t"))) {
+		conf_error(err, c->path, s, "prefix", "prefix must be 1 to 8 characters without spaces");
+		bad = -1;
+	}
+	v = conf_get(s, "reply_mode");
+	if (v && strcmp(v, "ambient") != 0 && strcmp(v, "addressed") != 0) {
+		conf_error(err, c->path, s, "reply_mode", "reply_mode = '%s': expected ambient or addressed", v);
+		bad = -1;
+	}
+	bad |= conf_long(s, "cooldown_s", 0, 86400, 0, &l, c->path, err);
+	bad |= conf_long(s, "room_max_per_min", 0, 1000, 0, &l, c->path, err);
+	bad |= conf_long(s, "catch_up_s", 0, 7 * 86400, CATCH_UP_DEFAULT_S, &l, c->path, err);
+	bad |= check_list(c, s, "ignore", is_user_id, "a Matrix user id (@user:server)", err);
+	return bad;
+}
+
+static int
+matrix_validate(const struct config *c, const struct conf_section *s, struct buf *err)
+{
+	int bad = 0;
+	for (size_t i = 0; i < s->nkv; i++) {
+		bool known = false;
+		for (size_t k = 0; k < sizeof known_keys / sizeof known_keys[0]; k++)
+			known |= strcmp(s->kv[i].key, known_keys[k]) == 0;
+		if (!known) {
+			conf_error(err, c->path, s, s->kv[i].key, "unknown key '%s'", s->kv[i].key);
+			bad = -1;
+		}
+	}
+	const char *hs = conf_get(s, "homeserver"), *user = conf_get(s, "user_id");
+	if (!hs || (strncmp(hs, "https://", 8) != 0 && strncmp(hs, "http://", 7) != 0) || strpbrk(hs, "?# \t")) {
+		conf_error(err, c->path, s, "homeserver", "homeserver: expected the base URL, like https://matrix.example.org");
+		bad = -1;
+	}
+	if (!user || !is_user_id(user)) {
+		conf_error(err, c->path, s, "user_id", "user_id: expected the bot's Matrix id, like @kneebot:example.org");
+		bad = -1;
+	}
+	const char *dn = conf_get(s, "device_name");
+	if (dn && (!*dn || strlen(dn) > 100)) {
+		conf_error(err, c->path, s, "device_name", "device_name must be 1 to 100 characters");
+		bad = -1;
+	}
+	bool b;
+	static const char *const bools[] = { "auto_join", "encryption", "typing", "read_receipts" };
+	for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+		bad |= conf_bool(s, bools[i], true, &b, c->path, err);
+	bad |= check_list(c, s, "auto_join_from", is_inviter, "a user id (@user:server) or a server name", err);
+	bad |= check_list(c, s, "rooms", is_room_ref, "a room id (!id:server) or alias (#name:server)", err);
+	bad |= check_list(c, s, "admins", is_user_id, "a Matrix user id (@user:server)", err);
+	bad |= check_overrides(c, s, err);
+	bad |= check_secret(c, s, err);
+	return bad ? -1 : 0;
+}
+
+/* ---------- the transport ---------- */
+
+enum lane_id { LANE_AUTH, LANE_SYNC, LANE_OUT, LANE_EPH, LANE_COUNT };
+
+/* Login is a chain of requests on the auth lane; the other lanes wait for READY. */
+enum auth_step { AUTH_WHOAMI, AUTH_FLOWS, AUTH_LOGIN, AUTH_PROFILE, AUTH_READY };
+
+enum seal { SEAL_READY, SEAL_WAIT, SEAL_DROP };
+enum incoming { IN_PLAIN, IN_WAIT, IN_DROP };
+
+struct matrix;
+typedef void (*lane_done)(struct matrix *m, const struct http_resp *resp, const struct mx_error *e);
+
+/* One queue of requests, one in flight at a time, with its own backoff: a 429 pauses only it. */
+struct lane {
+	struct matrix *m;
+	enum lane_id id;
+	struct http_req *req;
+	lane_done done;
+	uint64_t timer;
+	unsigned failures;
+};
+
+struct room {
+	char *id;
+	char membership[8];      /* "join", "invite", "leave" */
+	long joined, invited;
+	bool encrypted;
+	bool dirty;              /* differs from the store */
+	bool leaving;            /* a leave is queued */
+	/* during one batch */
+	int join_at;             /* timeline index of our own join in this batch, or -1 */
+	int at;                  /* timeline index of the event being applied */
+	const char *inviter;
+	bool kicked;
+};
+
+/* Typing notices and read receipts: in memory, best effort. */
+struct eph_job {
+	enum http_method method;
+	char *path, *body;
+	int64_t created_ms;
+	unsigned attempts;
+};
+
+/*
+ * What this instance reads from its section, copied at creation: once a
+ * reload has stopped it, t->conf and t->config point into a freed config,
+ * yet a send in flight may still finish (and want typing and receipts).
+ */
+struct settings {
+	bool typing, receipts, auto_join, encryption;
+	char **join_from;
+	size_t njoin_from;
+	long catch_up_s;
+	char *nick;
+};
+
+struct matrix {
+	struct transport *t;
+	struct settings set;
+	struct http *http;
+	struct store *store;
+	uint64_t lock_timer, housekeeping;
+	char *hs, *user_id, *localpart, *device_id, *token, *since, *displayname;
+	bool token_mode;
+	enum auth_step auth;
+	bool ready_once, stopping;
+	struct lane lanes[LANE_COUNT];
+	struct room *rooms;
+	size_t nrooms;
+	struct store_out out;        /* the outbox row in flight; id 0 when none */
+	struct eph_job *eph;
+	size_t neph;
+	bool apply_failed;
+	const struct mx_event *cur;  /* the event being dispatched, for send() */
+	const struct event *cur_ev;
+	int64_t sync_arrived_us;     /* when the last batch arrived (bench figures) */
+	int64_t first_reply_id;      /* the first answer that batch queued, or 0 */
+	uint64_t rnd;
+	int64_t history_before_ms;
+	bool warned_encrypted;
+};
+
+struct apply {
+	struct matrix *m;
+	bool initial;                /* first sync after a fresh login: mark history seen */
+	int64_t now_ms, oldest_ms;
+	struct room *room;
+	size_t answered, old;
+	struct buf text;
+};
+
+static void lane_kick(struct matrix *m, enum lane_id id);
+static void run_auth(struct matrix *m);
+static void run_sync(struct matrix *m);
+static void run_out(struct matrix *m);
+static void run_eph(struct matrix *m);
+
+static const struct {
+	const char *name;
+	void (*run)(struct matrix *m);
+} lane_info[LANE_COUNT] = {
+	[LANE_AUTH] = { "login", run_auth },
+	[LANE_SYNC] = { "sync", run_sync },
+	[LANE_OUT] = { "send", run_out },
+	[LANE_EPH] = { "typing/receipts", run_eph },
+};
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* xorshift64*: jitter only, seeded from getrandom. */
+static double
+rnd01(struct matrix *m)
+{
+	uint64_t x = m->rnd;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	m->rnd = x;
+	return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void
+random_hex(char *out, size_t bytes)
+{
+	unsigned char r[32];
+	if (bytes > sizeof r)
+		bytes = sizeof r;
+	size_t got = 0;
+	while (got < bytes) {
+		ssize_t n = getrandom(r + got, bytes - got, 0);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	for (size_t i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+/*
+ * Test-only: KNEEBOT_CRASH_POINT=name[:n] kills the process at the n-th pass
+ * through that point (default the first), so tests can prove what a crash
+ * exactly there leaves behind.  Unset in production: one getenv per call.
+ */
+static void
+crash_point(const char *name)
+{
+	static long passes;
+	const char *want = getenv("KNEEBOT_CRASH_POINT");
+	size_t n = strlen(name);
+	if (!want || strncmp(want, name, n) != 0 || (want[n] && want[n] != ':'))
+		return;
+	long at = want[n] == ':' ? atol(want + n + 1) : 1;
+	if (++passes >= at) {
+		log_warnx("test crash point %s reached: SIGKILL", name);
+		raise(SIGKILL);
+	}
+}
+
+/* A yes/no key, validated already. */
+static bool
+conf_flag(const struct transport *t, const char *key, bool def)
+{
+	struct buf err;
+	buf_init(&err);
+	bool v = def;
+	conf_bool(t->conf, key, def, &v, NULL, &err);
+	buf_free(&err);
+	return v;
+}
+
+static void
+settings_free(struct settings *st)
+{
+	strv_free(st->join_from, st->njoin_from);
+	free(st->nick);
+	memset(st, 0, sizeof *st);
+}
+
+/* Validated already: the values are known to be well-formed. */
+static void
+settings_read(struct matrix *m)
+{
+	struct transport *t = m->t;
+	struct settings *st = &m->set;
+	settings_free(st);
+	st->typing = conf_flag(t, "typing", true);
+	st->receipts = conf_flag(t, "read_receipts", true);
+	st->auto_join = conf_flag(t, "auto_join", true);
+	st->encryption = conf_flag(t, "encryption", true);
+	st->njoin_from = strv_split(conf_get(t->conf, "auto_join_from"), &st->join_from);
+	st->catch_up_s = conf_net_long(t->config, t->conf, "catch_up_s", CATCH_UP_DEFAULT_S);
+	st->nick = xstrdup(t->config->bot.nick);
+}
+
+/* ---------- lanes: requests, backoff, login pauses ---------- */
+
+static void auth_lost(struct matrix *m, const struct mx_error *e);
+
+static void
+on_response(const struct http_resp *resp, void *arg)
+{
+	struct lane *l = arg;
+	struct matrix *m = l->m;
+	l->req = NULL;
+	struct mx_error e;
+	matrix_classify(resp->status, resp->body, resp->len, resp->retry_after_ms, &e);
+	if (resp->error)
+		snprintf(e.error, sizeof e.error, "%s", resp->error);
+	if (e.outcome == MX_AUTH && !(l->id == LANE_AUTH && m->auth == AUTH_LOGIN)) {
+		auth_lost(m, &e);
+		lane_kick(m, l->id);   /* waits for the login, then repeats its request */
+		return;
+	}
+	if (e.outcome == MX_OK)
+		l->failures = 0;
+	l->done(m, resp, &e);
+}
+
+static void
+lane_request(struct matrix *m, enum lane_id id, enum http_method method, const char *path,
+	const char *body, long timeout_ms, size_t max_bytes, lane_done done)
+{
+	struct lane *l = &m->lanes[id];
+	struct buf url;
+	buf_init(&url);
+	buf_printf(&url, "%s%s%s", m->hs, strncmp(path, "/_matrix", 8) == 0 ? "" : API, path);
+	bool anonymous = id == LANE_AUTH && (m->auth == AUTH_FLOWS || m->auth == AUTH_LOGIN);
+	struct http_opts o = {
+		.method = method, .url = url.s, .bearer = anonymous ? NULL : m->token,
+		.body = body, .body_len = body ? strlen(body) : 0, .timeout_ms = timeout_ms, .max_bytes = max_bytes,
+	};
+	l->done = done;
+	l->req = http_start(m->http, &o, on_response, l);
+	buf_free(&url);
+}
+
+static int64_t
+on_lane_timer(struct loop *loop, void *arg)
+{
+	(void)loop;
+	struct lane *l = arg;
+	l->timer = 0;
+	lane_kick(l->m, l->id);
+	return LOOP_STOP;
+}
+
+static void
+lane_wait(struct matrix *m, enum lane_id id, int64_t ms)
+{
+	struct lane *l = &m->lanes[id];
+	if (l->timer)
+		loop_timer_del(m->t->loop, l->timer);
+	l->timer = loop_timer_add(m->t->loop, ms, on_lane_timer, l);
+}
+
+/* Waits as the error says: a 429 its Retry-After, anything else the next backoff step. */
+static void
+lane_retry(struct matrix *m, enum lane_id id, const struct mx_error *e)
+{
+	struct lane *l = &m->lanes[id];
+	/* a 429 says exactly how long; it does not make the next network error wait longer */
+	if (e->outcome != MX_RATE)
+		l->failures++;
+	int64_t ms = e->outcome == MX_RATE ? e->retry_ms : matrix_backoff_ms(l->failures, rnd01(m));
+	if (e->outcome == MX_RATE)
+		log_info("%s: %s rate-limited by the server; waiting %lld ms", m->t->name, lane_info[id].name, (long long)ms);
+	else if (e->status == 0)
+		log_warnx("%s: %s failed (%s); retrying in %lld ms", m->t->name, lane_info[id].name, e->error, (long long)ms);
+	else
+		log_warnx("%s: %s failed (HTTP %ld %s%s%s); retrying in %lld ms", m->t->name, lane_info[id].name, e->status,
+			e->errcode, *e->errcode ? ": " : "", e->error, (long long)ms);
+	lane_wait(m, id, ms);
+}
+
+static void
+lane_kick(struct matrix *m, enum lane_id id)
+{
+	struct lane *l = &m->lanes[id];
+	if (m->stopping || l->req || l->timer || !m->store)
+		return;
+	if (id != LANE_AUTH && m->auth != AUTH_READY)
+		return;
+	lane_info[id].run(m);
+}
+
+static void
+kick_all(struct matrix *m)
+{
+	for (int i = LANE_SYNC; i < LANE_COUNT; i++)
+		lane_kick(m, (enum lane_id)i);
+}
+
+static void
+path_add(struct buf *b, const char *segment)
+{
+	buf_addc(b, '/');
+	http_escape(b, segment);
+}
+
+/* ---------- login ---------- */
+
+static void
+set_str(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = s ? xstrdup(s) : NULL;
+}
+
+static void
+forget_token(struct matrix *m)
+{
+	if (m->token) {
+		explicit_bzero(m->token, strlen(m->token));
+		free(m->token);
+		m->token = NULL;
+	}
+}
+
+static int
+read_secret(struct matrix *m, const char *key, char **out)
+{
+	struct buf err;
+	buf_init(&err);
+	size_t len;
+	int rv = config_read_secret(m->t->config, conf_get(m->t->conf, key), out, &len, &err);
+	if (rv < 0)
+		log_err("%s: %s", m->t->name, err.s);
+	buf_free(&err);
+	return rv;
+}
+
+/* The token of access_token_file: re-read on every attempt, so a new one is picked up. */
+static int
+load_token_file(struct matrix *m)
+{
+	char *tok;
+	if (read_secret(m, "access_token_file", &tok) < 0)
+		return -1;
+	forget_token(m);
+	m->token = tok;
+	return 0;
+}
+
+static void
+auth_step(struct matrix *m, enum auth_step step)
+{
+	m->auth = step;
+	lane_kick(m, LANE_AUTH);
+}
+
+/* Nothing an operator can fix quickly: try again each minute, never in a tight loop. */
+static void
+auth_retry_slowly(struct matrix *m, enum auth_step step)
+{
+	m->auth = step;
+	m->lanes[LANE_AUTH].failures = 16;
+	lane_wait(m, LANE_AUTH, matrix_backoff_ms(16, rnd01(m)));
+}
+
+static void
+auth_lost(struct matrix *m, const struct mx_error *e)
+{
+	if (m->auth != AUTH_READY && m->auth != AUTH_WHOAMI && m->auth != AUTH_PROFILE)
+		return;   /* already logging in */
+	if (m->token_mode) {
+		log_err("%s: the access token was rejected (%s%s): put a valid one in access_token_file; "
+			"checking it again every minute", m->t->name, e->errcode, e->soft_logout ? ", soft logout" : "");
+		auth_retry_slowly(m, AUTH_WHOAMI);
+		return;
+	}
+	if (e->soft_logout) {
+		log_notice("%s: session expired (soft logout): logging in again as device %s", m->t->name,
+			m->device_id ? m->device_id : "(new)");
+	} else {
+		log_warnx("%s: LOGGED OUT by the server (%s): logging in as a NEW device; "
+			"encrypted history for the old device is lost", m->t->name, e->errcode);
+		set_str(&m->device_id, NULL);
+		store_meta_set(m->store, "device_id", NULL);
+	}
+	forget_token(m);
+	store_meta_set(m->store, "access_token", NULL);
+	auth_step(m, AUTH_LOGIN);
+}
+
+static void
+on_ready(struct matrix *m)
+{
+	m->auth = AUTH_READY;
+	log_info("%s: logged in as %s (device %s)%s", m->t->name, m->user_id, m->device_id ? m->device_id : "?",
+		m->since ? "" : "; first sync: existing history will not be answered");
+	if (!m->ready_once) {
+		m->ready_once = true;
+		char **v;
+		size_t n = strv_split(conf_get(m->t->conf, "rooms"), &v);
+		struct buf err;
+		buf_init(&err);
+		for (size_t i = 0; i < n; i++)
+			if (m->t->ops->join(m->t, v[i], &err) < 0)
+				log_warnx("%s: cannot join %s: %s", m->t->name, v[i], err.s);
+		buf_free(&err);
+		strv_free(v, n);
+	}
+	kick_all(m);
+}
+
+static void
+done_profile(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome == MX_OK) {
+		cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
+		const char *dn = jstr(j, "displayname");
+		set_str(&m->displayname, dn && *dn ? dn : NULL);
+		cJSON_Delete(j);
+	}
+	on_ready(m);   /* a display name is a nicety: never wait for it */
+}
+
+static void
+save_identity(struct matrix *m)
+{
+	store_meta_set(m->store, "homeserver", m->hs);
+	store_meta_set(m->store, "user_id", m->user_id);
+	store_meta_set(m->store, "device_id", m->device_id);
+	if (!m->token_mode)
+		store_meta_set(m->store, "access_token", m->token);
+}
+
+/* The server said who we are: remember it, then fetch the display name. */
+static void
+identified(struct matrix *m, const char *device_id)
+{
+	if (device_id)
+		set_str(&m->device_id, device_id);
+	save_identity(m);
+	auth_step(m, AUTH_PROFILE);
+}
+
+/* The JSON of a 2xx answer (an empty object if it is not JSON); else the retry is scheduled and NULL. */
+static cJSON *
+answer_json(struct matrix *m, enum lane_id id, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome != MX_OK) {
+		lane_retry(m, id, e);
+		return NULL;
+	}
+	cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
+	return j ? j : cJSON_CreateObject();
+}
+
+static void
+done_whoami(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	cJSON *j = answer_json(m, LANE_AUTH, resp, e);
+	if (!j)
+		return;
+	const char *user = jstr(j, "user_id"), *dev = jstr(j, "device_id");
+	if (!user || strcmp(user, m->user_id) != 0) {
+		log_err("%s: the access token belongs to %s, not to user_id %s", m->t->name, user ? user : "nobody", m->user_id);
+		cJSON_Delete(j);
+		if (m->token_mode)
+			auth_retry_slowly(m, AUTH_WHOAMI);
+		else
+			auth_step(m, AUTH_LOGIN);
+		return;
+	}
+	if (dev && m->device_id && strcmp(dev, m->device_id) != 0)
+		log_warnx("%s: the token is for device %s, the store knew %s: using %s", m->t->name, dev, m->device_id, dev);
+	identified(m, dev);
+	cJSON_Delete(j);
+}
+
+static void
+done_flows(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	cJSON *j = answer_json(m, LANE_AUTH, resp, e);
+	if (!j)
+		return;
+	bool password = false;
+	const cJSON *f;
+	cJSON_ArrayForEach(f, jarr(j, "flows"))
+		password |= jstr(f, "type") && strcmp(jstr(f, "type"), "m.login.password") == 0;
+	cJSON_Delete(j);
+	if (!password) {
+		log_err("%s: %s offers no password login: use access_token_file instead", m->t->name, m->hs);
+		auth_retry_slowly(m, AUTH_FLOWS);
+		return;
+	}
+	auth_step(m, AUTH_LOGIN);
+}
+
+static void
+done_login(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome == MX_FAIL || e->outcome == MX_AUTH) {
+		log_err("%s: login as %s refused (%ld %s: %s): check password_file; trying again in a minute",
+			m->t->name, m->user_id, e->status, e->errcode, e->error);
+		auth_retry_slowly(m, AUTH_LOGIN);
+		return;
+	}
+	if (e->outcome != MX_OK) {
+		lane_retry(m, LANE_AUTH, e);
+		return;
+	}
+	cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
+	const char *user = jstr(j, "user_id"), *tok = jstr(j, "access_token"), *dev = jstr(j, "device_id");
+	if (!tok || !user || strcmp(user, m->user_id) != 0) {
+		log_err("%s: login answer without a token for %s", m->t->name, m->user_id);
+		cJSON_Delete(j);
+		auth_retry_slowly(m, AUTH_LOGIN);
+		return;
+	}
+	forget_token(m);
+	m->token = xstrdup(tok);
+	explicit_bzero(((cJSON *)jget(j, "access_token"))->valuestring, strlen(tok));
+	identified(m, dev);
+	cJSON_Delete(j);
+}
+
+static void
+start_login(struct matrix *m)
+{
+	char *pw;
+	if (read_secret(m, "password_file", &pw) < 0) {
+		auth_retry_slowly(m, AUTH_LOGIN);
+		return;
+	}
+	const char *dn = conf_get(m->t->conf, "device_name");
+	struct buf b;
+	buf_init(&b);
+	buf_adds(&b, "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"");
+	buf_add_json(&b, m->user_id, strlen(m->user_id));
+	buf_adds(&b, "\"},\"password\":\"");
+	buf_add_json(&b, pw, strlen(pw));
+	buf_adds(&b, "\",\"initial_device_display_name\":\"");
+	dn = dn ? dn : "kneebot";
+	buf_add_json(&b, dn, strlen(dn));
+	buf_adds(&b, "\"");
+	if (m->device_id) {
+		/* the same device keeps its keys and its place in the to-device stream */
+		buf_adds(&b, ",\"device_id\":\"");
+		buf_add_json(&b, m->device_id, strlen(m->device_id));
+		buf_adds(&b, "\"");
+	}
+	buf_adds(&b, "}");
+	lane_request(m, LANE_AUTH, HTTP_POST, "/login", b.s, REQUEST_TIMEOUT_MS, 0, done_login);
+	explicit_bzero(b.s, b.len);
+	buf_free(&b);
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+}
+
+static void
+run_auth(struct matrix *m)
+{
+	struct buf p;
+	buf_init(&p);
+	switch (m->auth) {
+	case AUTH_WHOAMI:
+		if (m->token_mode && load_token_file(m) < 0) {
+			auth_retry_slowly(m, AUTH_WHOAMI);
+			break;
+		}
+		lane_request(m, LANE_AUTH, HTTP_GET, "/account/whoami", NULL, REQUEST_TIMEOUT_MS, 0, done_whoami);
+		break;
+	case AUTH_FLOWS:
+		lane_request(m, LANE_AUTH, HTTP_GET, "/login", NULL, REQUEST_TIMEOUT_MS, 0, done_flows);
+		break;
+	case AUTH_LOGIN:
+		start_login(m);
+		break;
+	case AUTH_PROFILE:
+		buf_adds(&p, "/profile");
+		path_add(&p, m->user_id);
+		buf_adds(&p, "/displayname");
+		lane_request(m, LANE_AUTH, HTTP_GET, p.s, NULL, REQUEST_TIMEOUT_MS, 0, done_profile);
+		break;
+	case AUTH_READY:
+		break;
+	}
+	buf_free(&p);
+}
+
+/* ---------- rooms ---------- */
+
+static struct room *
+room_get(struct matrix *m, const char *id, bool create)
+{
+	for (size_t i = 0; i < m->nrooms; i++)
+		if (strcmp(m->rooms[i].id, id) == 0)
+			return &m->rooms[i];
+	if (!create)
+		return NULL;
+	m->rooms = xrealloc(m->rooms, (m->nrooms + 1) * sizeof *m->rooms);
+	struct room *r = &m->rooms[m->nrooms++];
+	memset(r, 0, sizeof *r);
+	r->id = xstrdup(id);
+	r->joined = r->invited = -1;
+	return r;
+}
+
+static void
+rooms_clear(struct matrix *m)
+{
+	for (size_t i = 0; i < m->nrooms; i++)
+		free(m->rooms[i].id);
+	free(m->rooms);
+	m->rooms = NULL;
+	m->nrooms = 0;
+}
+
+static int
+load_room(const struct store_room *sr, void *arg)
+{
+	struct room *r = room_get(arg, sr->room_id, true);
+	snprintf(r->membership, sizeof r->membership, "%s", sr->membership);
+	r->joined = sr->joined;
+	r->invited = sr->invited;
+	r->encrypted = sr->encrypted;
+	return 0;
+}
+
+/* The store is the truth: after a rolled-back batch the cache is reloaded from it. */
+static void
+rooms_load(struct matrix *m)
+{
+	rooms_clear(m);
+	store_room_each(m->store, load_room, m);
+}
+
+static int
+room_save(struct matrix *m, struct room *r)
+{
+	if (!r->dirty)
+		return 0;
+	r->dirty = false;
+	if (strcmp(r->membership, "leave") == 0)
+		return store_room_delete(m->store, r->id);
+	struct store_room sr = { r->id, r->membership, r->joined, r->invited, r->encrypted };
+	return store_room_put(m->store, &sr);
+}
+
+static void
+room_set(struct room *r, const char *membership)
+{
+	if (strcmp(r->membership, membership) != 0) {
+		snprintf(r->membership, sizeof r->membership, "%s", membership);
+		r->dirty = true;
+	}
+}
+
+static bool
+room_is_dm(const struct room *r)
+{
+	return r->joined >= 0 && r->joined + (r->invited > 0 ? r->invited : 0) == 2;
+}
+
+/* ---------- the outbox: queued inside the batch transaction, sent after COMMIT ---------- */
+
+static int
+queue_out(struct matrix *m, const char *kind, const char *room, const char *type, const char *content,
+	const char *reply_to)
+{
+	char txn[40] = "kb";
+	random_hex(txn + 2, 16);
+	struct store_out o = {
+		.txn_id = txn, .kind = (char *)kind, .room_id = (char *)room, .event_type = (char *)type,
+		.content = (char *)content, .reply_to = (char *)reply_to, .created_ms = wall_ms(),
+	};
+	bool own_tx = !store_in_tx(m->store);
+	if (own_tx && store_begin(m->store) < 0)
+		return -1;
+	if (store_out_add(m->store, &o) < 0) {
+		m->apply_failed |= !own_tx;   /* the batch is replayed rather than lose this */
+		if (own_tx)
+			store_rollback(m->store);
+		return -1;
+	}
+	if (own_tx) {
+		if (store_commit(m->store) < 0)
+			return -1;
+		lane_kick(m, LANE_OUT);
+	} else if (!m->first_reply_id && strcmp(kind, "send") == 0) {
+		m->first_reply_id = o.id;
+	}
+	return 0;
+}
+
+/* ---------- end-to-end encryption hooks (issue 5 fills these in) ---------- */
+
+/*
+ * Every room event of a joined room passes here before anything else looks
+ * at it.  Plain events come back as they are; m.room.encrypted will be
+ * decrypted into *plain (with the replay and room checks) or parked until
+ * its key arrives.  Runs inside the batch transaction.
+ */
+static enum incoming
+incoming_event(struct matrix *m, struct room *room, const struct mx_event *ev, struct mx_event *plain)
+{
+	if (strcmp(ev->type, "m.room.encrypted") != 0) {
+		*plain = *ev;
+		return IN_PLAIN;
+	}
+	if (!m->warned_encrypted) {
+		log_notice("%s: encrypted messages in %s cannot be read yet (end-to-end encryption is not built in)",
+			m->t->name, room->id);
+		m->warned_encrypted = true;
+	}
+	return IN_DROP;
+}
+
+/*
+ * Every outgoing room message passes here just before its PUT.  Encryption
+ * will encrypt o->content, store it with store_out_seal() and COMMIT before
+ * returning SEAL_READY, so a retry resends the same ciphertext; SEAL_WAIT
+ * while keys are being shared.  Never plaintext into an encrypted room.
+ */
+static enum seal
+outgoing_seal(struct matrix *m, struct store_out *o)
+{
+	struct room *r = room_get(m, o->room_id, false);
+	if (r && r->encrypted && !o->sealed) {
+		log_warnx("%s: not answering in encrypted room %s: encryption is not built in", m->t->name, o->room_id);
+		return SEAL_DROP;
+	}
+	return SEAL_READY;
+}
+
+/* To-device events, device list changes and key counts of one batch, inside its transaction. */
+static void
+crypto_sync(struct matrix *m, const struct mx_crypto *c)
+{
+	if (c->n_to_device || c->nchanged || c->nleft)
+		log_debug("%s: %zu to-device events, %zu device lists changed, %zu left (no encryption yet)",
+			m->t->name, c->n_to_device, c->nchanged, c->nleft);
+}
+
+/* ---------- applying a sync batch ---------- */
+
+static bool
+inviter_allowed(struct matrix *m, const char *inviter)
+{
+	if (!m->set.auto_join || !inviter)
+		return false;
+	char **v = m->set.join_from;
+	size_t n = m->set.njoin_from;
+	bool ok = n == 0;
+	const char *server = strchr(inviter, ':');
+	for (size_t i = 0; i < n && !ok; i++)
+		ok = v[i][0] == '@' ? glob_match(v[i], inviter, false) : server && glob_match(v[i], server + 1, true);
+	return ok;
+}
+
+static void
+on_crypto(void *arg, const struct mx_crypto *c)
+{
+	struct apply *a = arg;
+	crypto_sync(a->m, c);
+}
+
+/*
+ * Where in this timeline the bot itself joined (a real join, not a
+ * display name change): everything before it is history the bot was not
+ * there for.  -1 when it joined earlier.
+ */
+static int
+own_join_index(const cJSON *timeline, const char *user)
+{
+	int i = 0, at = -1;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, timeline) {
+		const char *type = jstr(e, "type"), *key = jstr(e, "state_key");
+		const char *ms = jstr(jobj(e, "content"), "membership");
+		const char *prev = jstr(jobj(jobj(e, "unsigned"), "prev_content"), "membership");
+		if (type && key && ms && strcmp(type, "m.room.member") == 0 && strcmp(key, user) == 0
+			&& strcmp(ms, "join") == 0 && !(prev && strcmp(prev, "join") == 0))
+			at = i;
+		if (type)
+			i++;   /* matches the events walk_events hands on */
+	}
+	return at;
+}
+
+static void
+on_room(void *arg, const struct mx_room *mr)
+{
+	struct apply *a = arg;
+	struct room *r = room_get(a->m, mr->id, true);
+	a->room = r;
+	r->join_at = mr->section == MX_JOIN ? own_join_index(mr->timeline, a->m->user_id) : -1;
+	r->at = 0;
+	r->inviter = NULL;
+	r->kicked = false;
+	if (mr->joined >= 0 && mr->joined != r->joined)
+		r->joined = mr->joined, r->dirty = true;
+	if (mr->invited >= 0 && mr->invited != r->invited)
+		r->invited = mr->invited, r->dirty = true;
+}
+
+static void
+state_event(struct apply *a, struct room *r, const struct mx_event *ev)
+{
+	struct matrix *m = a->m;
+	if (strcmp(ev->type, "m.room.encryption") == 0 && !r->encrypted) {
+		r->encrypted = r->dirty = true;   /* an encrypted room stays encrypted */
+		return;
+	}
+	if (strcmp(ev->type, "m.room.member") != 0 || !ev->membership || strcmp(ev->state_key, m->user_id) != 0)
+		return;
+	if (strcmp(ev->membership, "invite") == 0)
+		r->inviter = ev->sender;
+	else if (strcmp(ev->membership, "leave") == 0 || strcmp(ev->membership, "ban") == 0)
+		r->kicked = true;
+	if (strcmp(ev->membership, "join") == 0 && ev->displayname && *ev->displayname
+		&& (!m->displayname || strcmp(m->displayname, ev->displayname) != 0))
+		set_str(&m->displayname, ev->displayname);
+}
+
+/* Why an otherwise answerable message is history, or NULL. */
+static const char *
+too_old(struct apply *a, struct room *r, const struct mx_event *ev)
+{
+	if (a->initial)
+		return "history at first start";
+	if (ev->ts_ms && ev->ts_ms < a->m->history_before_ms)
+		return "older than the bot's first start";
+	if (r->at < r->join_at)
+		return "sent before the bot joined";
+	if (ev->ts_ms && ev->ts_ms < a->oldest_ms) {
+		a->old++;
+		return "older than catch_up_s";
+	}
+	return NULL;
+}
+
+static void
+dispatch(struct apply *a, struct room *r, const struct mx_event *ev)
+{
+	struct matrix *m = a->m;
+	const char *names[] = { m->user_id, m->displayname, m->localpart, m->set.nick };
+	bool addressed = matrix_event_text(ev, m->user_id, names, sizeof names / sizeof names[0], &a->text);
+	if (ev->in_reply_to && store_event_state(m->store, ev->in_reply_to) == STORE_EV_OWN)
+		addressed = true;
+	struct event e = {
+		.transport = m->t, .room = r->id, .sender = ev->sender, .account = ev->sender,
+		.id = ev->event_id, .text = a->text.s, .text_len = a->text.len,
+		.is_private = room_is_dm(r), .addressed = addressed, .ts_ms = ev->ts_ms,
+	};
+	m->cur = ev;
+	m->cur_ev = &e;
+	router_dispatch(m->t->router, &e);
+	m->cur = NULL;
+	m->cur_ev = NULL;
+	a->answered++;
+}
+
+static void
+timeline_event(struct apply *a, struct room *r, const struct mx_event *raw)
+{
+	struct matrix *m = a->m;
+	struct mx_event ev;
+	if (!raw->event_id || !raw->sender || incoming_event(m, r, raw, &ev) != IN_PLAIN)
+		return;
+	if (strcmp(ev.type, "m.room.message") != 0)
+		return;
+	int seen = store_event_state(m->store, ev.event_id);
+	if (seen < 0) {
+		m->apply_failed = true;
+		return;
+	}
+	if (seen != STORE_EV_UNKNOWN)
+		return;   /* answered (or skipped) before: never twice */
+	bool own = strcmp(ev.sender, m->user_id) == 0;
+	const char *why = own ? NULL : matrix_event_skip(&ev, m->user_id);
+	if (!own && !why)
+		why = too_old(a, r, &ev);
+	if (own || why)
+		log_debug("%s: %s in %s not answered: %s", m->t->name, ev.event_id, r->id, own ? "our own" : why);
+	else
+		dispatch(a, r, &ev);
+	int state = own ? STORE_EV_OWN : STORE_EV_HANDLED;
+	if (store_event_put(m->store, ev.event_id, r->id, state, ev.ts_ms ? ev.ts_ms : a->now_ms) < 0)
+		m->apply_failed = true;
+}
+
+static void
+on_event(void *arg, const struct mx_room *mr, const struct mx_event *ev)
+{
+	struct apply *a = arg;
+	struct room *r = a->room;
+	if (ev->state_key)
+		state_event(a, r, ev);
+	if (mr->section == MX_JOIN && !ev->state && !ev->state_key)
+		timeline_event(a, r, ev);
+	if (!ev->state)
+		r->at++;
+}
+
+static void
+decide_invite(struct apply *a, struct room *r)
+{
+	struct matrix *m = a->m;
+	if (strcmp(r->membership, "invite") == 0 || strcmp(r->membership, "join") == 0)
+		return;   /* decided when it first came */
+	room_set(r, "invite");
+	bool join = inviter_allowed(m, r->inviter);
+	log_info("%s: %s invite to %s from %s", m->t->name, join ? "accepting" : "declining", r->id,
+		r->inviter ? r->inviter : "someone unknown");
+	queue_out(m, join ? "join" : "leave", r->id, NULL, NULL, NULL);
+}
+
+static void
+on_room_end(void *arg, const struct mx_room *mr)
+{
+	struct apply *a = arg;
+	struct matrix *m = a->m;
+	struct room *r = a->room;
+	if (mr->section == MX_INVITE) {
+		decide_invite(a, r);
+	} else if (mr->section == MX_LEAVE || r->kicked) {
+		room_set(r, "leave");
+	} else {
+		room_set(r, "join");
+		if (r->joined == 1 && r->invited <= 0 && !r->leaving) {
+			log_info("%s: leaving %s: nobody else is there", m->t->name, r->id);
+			r->leaving = true;
+			queue_out(m, "leave", r->id, NULL, NULL, NULL);
+		}
+	}
+	if (room_save(m, r) < 0)
+		m->apply_failed = true;
+	a->room = NULL;
+}
+
+static const struct mx_sync_visitor apply_visitor = {
+	.crypto = on_crypto, .room = on_room, .event = on_event, .room_end = on_room_end,
+};
+
+/* Drops rooms the batch left: the cache keeps only join and invite. */
+static void
+rooms_compact(struct matrix *m)
+{
+	for (size_t i = 0; i < m->nrooms;) {
+		if (strcmp(m->rooms[i].membership, "leave") == 0) {
+			free(m->rooms[i].id);
+			m->rooms[i] = m->rooms[--m->nrooms];
+		} else {
+			i++;
+		}
+	}
+}
+
+/* Applies one /sync response in one transaction with its next_batch; -1 leaves everything as it was. */
+static int
+apply_sync(struct matrix *m, const char *body, size_t len)
+{
+	int64_t t0 = loop_now_us();
+	struct apply a = { .m = m, .initial = m->since == NULL, .now_ms = wall_ms() };
+	a.oldest_ms = a.now_ms - m->set.catch_up_s * 1000;
+	buf_init(&a.text);
+	struct buf nb, err;
+	buf_init(&nb);
+	buf_init(&err);
+	struct mx_sync_stats st;
+	int rv = -1;
+	if (store_begin(m->store) < 0)
+		goto out;
+	m->apply_failed = false;
+	if (matrix_sync_parse(body, len, &apply_visitor, &a, &nb, &st, &err) < 0) {
+		log_warnx("%s: unusable sync response: %s", m->t->name, err.s);
+		goto rollback;
+	}
+	if (a.initial && !m->history_before_ms) {
+		char ms[32];
+		snprintf(ms, sizeof ms, "%lld", (long long)a.now_ms);
+		m->history_before_ms = a.now_ms;
+		if (store_meta_set(m->store, "history_before_ms", ms) < 0)
+			goto rollback;
+	}
+	if (m->apply_failed || store_meta_set(m->store, "next_batch", nb.s) < 0)
+		goto rollback;
+	crash_point("sync-before-commit");
+	if (store_commit(m->store) < 0)
+		goto reload;
+	crash_point("sync-after-commit");
+	set_str(&m->since, nb.s);
+	rooms_compact(m);
+	if (st.skipped)
+		log_info("%s: sync batch had %zu malformed events, skipped", m->t->name, st.skipped);
+	if (a.old)
+		log_info("%s: %zu missed messages older than catch_up_s not answered", m->t->name, a.old);
+	log_debug("%s: sync batch of %zu bytes applied in %lld us: %zu rooms, %zu events, %zu dispatched",
+		m->t->name, len, (long long)(loop_now_us() - t0), st.rooms, st.events, a.answered);
+	rv = 0;
+	goto out;
+rollback:
+	store_rollback(m->store);
+reload:
+	rooms_load(m);
+out:
+	buf_free(&a.text);
+	buf_free(&nb);
+	buf_free(&err);
+	return rv;
+}
+
+static void
+done_sync(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome != MX_OK) {
+		lane_retry(m, LANE_SYNC, e);
+		return;
+	}
+	m->sync_arrived_us = resp->done_us;
+	m->first_reply_id = 0;
+	if (apply_sync(m, resp->body, resp->len) < 0) {
+		struct mx_error bad = { .outcome = MX_RETRY, .status = resp->status };
+		snprintf(bad.error, sizeof bad.error, "could not apply the batch");
+		lane_retry(m, LANE_SYNC, &bad);
+		return;
+	}
+	m->lanes[LANE_SYNC].failures = 0;
+	lane_kick(m, LANE_OUT);
+	lane_kick(m, LANE_SYNC);
+}
+
+static void
+run_sync(struct matrix *m)
+{
+	struct buf p;
+	buf_init(&p);
+	long timeout = m->since ? SYNC_TIMEOUT_MS : 0;
+	buf_adds(&p, "/sync?filter=");
+	http_escape(&p, sync_filter);
+	buf_printf(&p, "&timeout=%ld", timeout);
+	if (m->since) {
+		buf_adds(&p, "&since=");
+		http_escape(&p, m->since);
+	}
+	lane_request(m, LANE_SYNC, HTTP_GET, p.s, NULL, timeout + SYNC_SLACK_MS, MX_MAX_SYNC_BYTES, done_sync);
+	buf_free(&p);
+}
+
+/* ---------- typing notices and read receipts (best effort, in memory) ---------- */
+
+static void
+eph_push(struct matrix *m, enum http_method method, const char *path, const char *body)
+{
+	if (m->neph >= EPHEMERAL_MAX_JOBS)
+		return;   /* a nicety: never let it grow while the server is away */
+	m->eph = xrealloc(m->eph, (m->neph + 1) * sizeof *m->eph);
+	m->eph[m->neph++] = (struct eph_job){ method, xstrdup(path), xstrdup(body), loop_now_ms(), 0 };
+	lane_kick(m, LANE_EPH);
+}
+
+static void
+eph_pop(struct matrix *m)
+{
+	if (!m->neph)
+		return;
+	free(m->eph[0].path);
+	free(m->eph[0].body);
+	memmove(m->eph, m->eph + 1, (m->neph - 1) * sizeof *m->eph);
+	m->neph--;
+}
+
+static void
+typing(struct matrix *m, const char *room, bool on)
+{
+	if (!m->set.typing)
+		return;
+	struct buf p;
+	buf_init(&p);
+	buf_adds(&p, "/rooms");
+	path_add(&p, room);
+	buf_adds(&p, "/typing");
+	path_add(&p, m->user_id);
+	char body[64];
+	snprintf(body, sizeof body, on ? "{\"typing\":true,\"timeout\":%d}" : "{\"typing\":false}", TYPING_TIMEOUT_MS);
+	eph_push(m, HTTP_PUT, p.s, body);
+	buf_free(&p);
+}
+
+static void
+read_receipt(struct matrix *m, const char *room, const char *event_id)
+{
+	if (!event_id || !m->set.receipts)
+		return;
+	struct buf p;
+	buf_init(&p);
+	buf_adds(&p, "/rooms");
+	path_add(&p, room);
+	buf_adds(&p, "/receipt/m.read");
+	path_add(&p, event_id);
+	eph_push(m, HTTP_POST, p.s, "{}");
+	buf_free(&p);
+}
+
+static void
+done_eph(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	(void)resp;
+	if (e->outcome == MX_RATE || (e->outcome == MX_RETRY && m->neph && ++m->eph[0].attempts < EPHEMERAL_ATTEMPTS)) {
+		lane_retry(m, LANE_EPH, e);
+		return;
+	}
+	if (e->outcome != MX_OK)
+		log_debug("%s: typing notice or receipt dropped (%ld %s)", m->t->name, e->status, e->errcode);
+	eph_pop(m);
+	lane_kick(m, LANE_EPH);
+}
+
+static void
+run_eph(struct matrix *m)
+{
+	int64_t now = loop_now_ms();
+	while (m->neph && now - m->eph[0].created_ms > EPHEMERAL_MAX_AGE_MS)
+		eph_pop(m);   /* a typing notice a minute late is wrong, not late */
+	if (m->neph)
+		lane_request(m, LANE_EPH, m->eph[0].method, m->eph[0].path, m->eph[0].body, REQUEST_TIMEOUT_MS, 0, done_eph);
+}
+
+/* ---------- sending what the outbox holds ---------- */
+
+static void
+out_finish(struct matrix *m, const char *event_id)
+{
+	struct store_out *o = &m->out;
+	bool ok = store_begin(m->store) == 0;
+	ok = ok && store_out_delete(m->store, o->id) == 0;
+	if (ok && event_id)
+		ok = store_event_put(m->store, event_id, o->room_id, STORE_EV_OWN, wall_ms()) == 0;
+	if (!ok || store_commit(m->store) < 0) {
+		store_rollback(m->store);
+		log_warnx("%s: could not record a sent request; it will be resent with the same txnId", m->t->name);
+	}
+	store_out_free(o);
+}
+
+static void
+done_out(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	struct store_out *o = &m->out;
+	if (e->outcome == MX_RETRY || e->outcome == MX_RATE) {
+		store_out_attempt(m->store, o->id);
+		store_out_free(o);
+		lane_retry(m, LANE_OUT, e);
+		return;
+	}
+	crash_point("send-after-put");
+	bool send = strcmp(o->kind, "send") == 0;
+	if (e->outcome == MX_FAIL) {
+		log_warnx("%s: %s in %s refused (%ld %s: %s); dropped", m->t->name, o->kind, o->room_id, e->status,
+			e->errcode, e->error);
+		if (send)
+			typing(m, o->room_id, false);
+		out_finish(m, NULL);
+	} else if (send) {
+		cJSON *j = cJSON_ParseWithLength(resp->body, resp->len);
+		const char *id = jstr(j, "event_id");
+		log_info("%s: answer sent in %s", m->t->name, o->room_id);
+		typing(m, o->room_id, false);
+		read_receipt(m, o->room_id, o->reply_to);
+		out_finish(m, id);
+		cJSON_Delete(j);
+	} else {
+		log_info("%s: %s %s done", m->t->name, strcmp(o->kind, "join") == 0 ? "join" : "leave", o->room_id);
+		out_finish(m, NULL);
+	}
+	lane_kick(m, LANE_OUT);
+}
+
+static void
+send_row(struct matrix *m)
+{
+	struct store_out *o = &m->out;
+	struct buf p;
+	buf_init(&p);
+	buf_adds(&p, "/rooms");
+	path_add(&p, o->room_id);
+	buf_adds(&p, "/send");
+	path_add(&p, o->event_type);
+	path_add(&p, o->txn_id);
+	if (o->attempts == 0)
+		typing(m, o->room_id, true);
+	lane_request(m, LANE_OUT, HTTP_PUT, p.s, o->content, REQUEST_TIMEOUT_MS, 0, done_out);
+	if (o->id == m->first_reply_id && o->attempts == 0)
+		log_debug("%s: reply request started %lld us after its sync response arrived", m->t->name,
+			(long long)(loop_now_us() - m->sync_arrived_us));
+	buf_free(&p);
+}
+
+static void
+membership_row(struct matrix *m)
+{
+	struct store_out *o = &m->out;
+	struct buf p;
+	buf_init(&p);
+	bool join = strcmp(o->kind, "join") == 0;
+	if (join && o->room_id[0] == '#') {
+		buf_adds(&p, "/join");   /* an alias: the server resolves it */
+		path_add(&p, o->room_id);
+	} else {
+		buf_adds(&p, "/rooms");
+		path_add(&p, o->room_id);
+		buf_adds(&p, join ? "/join" : "/leave");
+	}
+	lane_request(m, LANE_OUT, HTTP_POST, p.s, "{}", REQUEST_TIMEOUT_MS, 0, done_out);
+	buf_free(&p);
+}
+
+static void
+run_out(struct matrix *m)
+{
+	store_out_free(&m->out);
+	for (;;) {
+		int rc = store_out_next(m->store, 0, &m->out);
+		if (rc < 0) {
+			struct mx_error e = { .outcome = MX_RETRY };
+			snprintf(e.error, sizeof e.error, "cannot read the outbox");
+			lane_retry(m, LANE_OUT, &e);
+			return;
+		}
+		if (rc == 0)
+			return;
+		if (strcmp(m->out.kind, "send") != 0)
+			break;
+		enum seal s = outgoing_seal(m, &m->out);
+		if (s == SEAL_READY)
+			break;
+		if (s == SEAL_WAIT) {
+			store_out_free(&m->out);
+			lane_wait(m, LANE_OUT, SEAL_WAIT_MS);
+			return;
+		}
+		out_finish(m, NULL);   /* SEAL_DROP */
+	}
+	crash_point("send-before-put");
+	if (strcmp(m->out.kind, "send") == 0)
+		send_row(m);
+	else
+		membership_row(m);
+}
+
+static int64_t
+on_housekeeping(struct loop *loop, void *arg)
+{
+	(void)loop;
+	struct matrix *m = arg;
+	int64_t now = wall_ms();
+	/* past this the server may have forgotten the txnId: better silent than twice */
+	if (!m->out.id) {
+		int n = store_out_expire(m->store, now - OUTBOX_MAX_AGE_MS);
+		if (n > 0)
+			log_warnx("%s: dropped %d queued requests older than 12 hours", m->t->name, n);
+	}
+	store_event_prune(m->store, now - EVENTS_KEEP_MS);
+	return HOUSEKEEPING_MS;
+}
+
+/* ---------- transport operations ---------- */
+
+static void
+matrix_send(struct transport *t, const struct reply *r)
+{
+	struct matrix *m = t->impl;
+	const struct event *ev = r->to;
+	if (!m->store || !ev->room || !ev->id) {
+		log_warnx("%s: cannot send: not connected", t->name);
+		return;
+	}
+	const char *root = NULL;
+	if (m->cur && m->cur_ev == ev && m->cur->rel_type && strcmp(m->cur->rel_type, "m.thread") == 0)
+		root = m->cur->rel_event;
+	struct mx_reply mr = { r->text, r->html, ev->id, ev->account, root };
+	struct buf content;
+	buf_init(&content);
+	matrix_reply_content(&mr, &content);
+	if (queue_out(m, "send", ev->room, "m.room.message", content.s, ev->id) < 0)
+		log_warnx("%s: could not queue the answer to %s", t->name, ev->id);
+	else
+		log_debug("%s: answer to %s queued (%zu bytes)", t->name, ev->id, content.len);
+	explicit_bzero(content.s, content.len);
+	buf_free(&content);
+}
+
+/* !join and !leave from an admin: queued like everything else, so they survive a restart. */
+static int
+queue_membership(struct transport *t, const char *kind, const char *room, bool valid, const char *expect,
+	struct buf *err)
+{
+	struct matrix *m = t->impl;
+	if (!valid) {
+		buf_printf(err, "%s", expect);
+		return -1;
+	}
+	if (!m->store || queue_out(m, kind, room, NULL, NULL, NULL) < 0) {
+		buf_printf(err, "the state store is not available");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+matrix_join(struct transport *t, const char *room, struct buf *err)
+{
+	return queue_membership(t, "join", room, is_room_ref(room),
+		"expected a room id (!id:server) or alias (#name:server)", err);
+}
+
+static int
+matrix_part(struct transport *t, const char *room, struct buf *err)
+{
+	return queue_membership(t, "leave", room, room[0] == '!' && strchr(room, ':'),
+		"give the room id (!id:server), not an alias", err);
+}
+
+static void
+matrix_stop(struct transport *t, const char *reason)
+{
+	(void)reason;
+	struct matrix *m = t->impl;
+	m->stopping = true;
+	for (int i = 0; i < LANE_COUNT; i++) {
+		struct lane *l = &m->lanes[i];
+		if (l->timer)
+			loop_timer_del(t->loop, l->timer);
+		l->timer = 0;
+		/* a send in flight may finish; its row is resent with the same txnId otherwise */
+		if (l->req && i != LANE_OUT) {
+			http_cancel(m->http, l->req);
+			l->req = NULL;
+		}
+	}
+	if (m->lock_timer)
+		loop_timer_del(t->loop, m->lock_timer);
+	m->lock_timer = 0;
+}
+
+static bool
+matrix_stopped(const struct transport *t)
+{
+	const struct matrix *m = t->impl;
+	return m->stopping && http_in_flight(m->http) == 0;
+}
+
+static void
+matrix_destroy(struct transport *t)
+{
+	struct matrix *m = t->impl;
+	matrix_stop(t, "destroyed");
+	http_free(m->http);
+	if (m->housekeeping)
+		loop_timer_del(t->loop, m->housekeeping);
+	store_out_free(&m->out);
+	store_close(m->store);
+	while (m->neph)
+		eph_pop(m);
+	free(m->eph);
+	rooms_clear(m);
+	forget_token(m);
+	free(m->hs);
+	free(m->user_id);
+	free(m->localpart);
+	free(m->device_id);
+	free(m->since);
+	free(m->displayname);
+	settings_free(&m->set);
+	free(m);
+	transport_free_common(t);
+}
+
+static const char *const auth_names[] = {
+	[AUTH_WHOAMI] = "checking its token", [AUTH_FLOWS] = "logging in", [AUTH_LOGIN] = "logging in",
+	[AUTH_PROFILE] = "logging in", [AUTH_READY] = "syncing",
+};
+
+static void
+matrix_describe(const struct transport *t, struct buf *out)
+{
+	const struct matrix *m = t->impl;
+	size_t joined = 0;
+	for (size_t i = 0; i < m->nrooms; i++)
+		joined += strcmp(m->rooms[i].membership, "join") == 0;
+	const char *state = !m->store ? "waiting for its state store" : m->stopping ? "stopping" : auth_names[m->auth];
+	buf_printf(out, "%s on %s: %s, %zu rooms", m->user_id, m->hs, state, joined);
+	if (m->lanes[LANE_SYNC].failures)
+		buf_printf(out, ", sync failing (%u in a row)", m->lanes[LANE_SYNC].failures);
+	int queued = m->store ? store_out_count(m->store) : 0;
+	if (queued > 0)
+		buf_printf(out, ", %d queued", queued);
+}
+
+/* Reads what the store remembers; refuses a store that belongs to another account. */
+static int
+load_state(struct matrix *m, struct buf *err)
+{
+	char *user = store_meta_get(m->store, "user_id");
+	char *hs = store_meta_get(m->store, "homeserver");
+	int rv = 0;
+	if (user && strcmp(user, m->user_id) != 0) {
+		buf_printf(err, "%s holds the state of %s, not %s: move it away or use another section name",
+			store_path(m->store), user, m->user_id);
+		rv = -1;
+	} else if (hs && strcmp(hs, m->hs) != 0) {
+		log_warnx("%s: homeserver changed from %s to %s; keeping the login", m->t->name, hs, m->hs);
+	}
+	free(user);
+	free(hs);
+	if (rv < 0)
+		return -1;
+	m->device_id = store_meta_get(m->store, "device_id");
+	m->since = store_meta_get(m->store, "next_batch");
+	char *hb = store_meta_get(m->store, "history_before_ms");
+	m->history_before_ms = hb ? atoll(hb) : 0;
+	free(hb);
+	if (!m->token_mode)
+		m->token = store_meta_get(m->store, "access_token");
+	rooms_load(m);
+	return 0;
+}
+
+static int
+begin(struct matrix *m, struct buf *err)
+{
+	if (load_state(m, err) < 0)
+		return -1;
+	if (m->set.encryption)
+		log_notice("%s: encryption = yes, but end-to-end encryption is not built in yet: "
+			"encrypted rooms are not read", m->t->name);
+	if (strncmp(m->hs, "http://", 7) == 0 && !strstr(m->hs, "://127.0.0.1") && !strstr(m->hs, "://localhost")
+		&& !strstr(m->hs, "://[::1]"))
+		log_warnx("%s: %s is plain http: the password and every message cross the network unencrypted",
+			m->t->name, m->hs);
+	m->housekeeping = loop_timer_add(m->t->loop, 0, on_housekeeping, m);
+	/* a stored or given token is checked first; a password login only when needed */
+	m->auth = m->token_mode || m->token ? AUTH_WHOAMI : AUTH_FLOWS;
+	lane_kick(m, LANE_AUTH);
+	return 0;
+}
+
+static int
+open_store(struct matrix *m, struct buf *err)
+{
+	struct buf name;
+	buf_init(&name);
+	buf_printf(&name, "matrix-%s", m->t->name);
+	int rc = store_open(m->t->config->bot.state_dir, name.s, &m->store, err);
+	buf_free(&name);
+	return rc;
+}
+
+/* A reload restarts this network while the old instance still closes the store. */
+static int64_t
+on_lock_retry(struct loop *loop, void *arg)
+{
+	(void)loop;
+	struct matrix *m = arg;
+	struct buf err;
+	buf_init(&err);
+	int rc = open_store(m, &err);
+	if (rc == STORE_LOCKED_HERE) {
+		buf_free(&err);
+		return LOCK_RETRY_MS;
+	}
+	m->lock_timer = 0;
+	if (rc < 0 || begin(m, &err) < 0) {
+		log_err("%s: cannot start: %s", m->t->name, err.s);
+		store_close(m->store);
+		m->store = NULL;
+	}
+	buf_free(&err);
+	return LOOP_STOP;
+}
+
+static int
+matrix_start(struct transport *t, struct buf *err)
+{
+	struct matrix *m = t->impl;
+	int rc = open_store(m, err);
+	if (rc == STORE_LOCKED_HERE) {
+		log_info("%s: waiting for the previous instance to close %s", t->name, err->s);
+		buf_clear(err);
+		m->lock_timer = loop_timer_add(t->loop, LOCK_RETRY_MS, on_lock_retry, m);
+		return 0;
+	}
+	if (rc < 0)
+		return -1;
+	if (begin(m, err) < 0) {
+		store_close(m->store);
+		m->store = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* The section is unchanged (else we would be restarted): t->conf now points into the new config. */
+static void
+matrix_reconfigure(struct transport *t)
+{
+	settings_read(t->impl);
+}
+
+static const struct transport_ops matrix_ops = {
+	.start = matrix_start,
+	.send = matrix_send,
+	.stop = matrix_stop,
+	.stopped = matrix_stopped,
+	.destroy = matrix_destroy,
+	.describe = matrix_describe,
+	.join = matrix_join,
+	.part = matrix_part,
+	.reconfigure = matrix_reconfigure,
+};
+
+static struct transport *
+matrix_create(const struct transport_env *env, const struct conf_section *s, struct buf *err)
+{
+	(void)err;
+	struct transport *t = transport_alloc(&matrix_kind, env, s, s->name);
+	struct matrix *m = xcalloc(1, sizeof *m);
+	m->t = t;
+	m->http = http_new(env->loop);
+	const char *hs = conf_get(s, "homeserver");
+	size_t n = strlen(hs);
+	while (n && hs[n - 1] == '/')
+		n--;
+	m->hs = xstrndup(hs, n);
+	m->user_id = xstrdup(conf_get(s, "user_id"));
+	m->localpart = xstrndup(m->user_id + 1, strcspn(m->user_id + 1, ":"));
+	m->token_mode = conf_get(s, "access_token_file") != NULL;
+	for (int i = 0; i < LANE_COUNT; i++)
+		m->lanes[i] = (struct lane){ .m = m, .id = (enum lane_id)i };
+	unsigned char seed[8];
+	while (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+		;
+	memcpy(&m->rnd, seed, sizeof m->rnd);
+	m->rnd |= 1;
+	t->impl = m;
+	t->ops = &matrix_ops;
+	settings_read(m);
+	/* no line limits: answers are laid out in full, as HTML too */
+	t->budget = (struct budget){ .max_lines = 0, .line_bytes = 0, .html = true };
+	return t;
+}
+
+const struct transport_kind matrix_kind = {
+	.name = "matrix",
+	.validate = matrix_validate,
+	.create = matrix_create,
+};
