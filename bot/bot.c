@@ -34,6 +34,9 @@ struct bot {
 	size_t nts;
 	struct transport **dying;   /* stopped, waiting to flush before destroy */
 	size_t ndying;
+	/* configs replaced by a reload while dying transports still read them */
+	struct config **retired;
+	size_t nretired;
 	int64_t started_ms;
 	int64_t quit_deadline;
 	bool quitting;
@@ -45,6 +48,16 @@ add_transport(struct transport ***v, size_t *n, struct transport *t)
 {
 	*v = xrealloc(*v, (*n + 1) * sizeof **v);
 	(*v)[(*n)++] = t;
+}
+
+static void
+free_retired(struct bot *bot)
+{
+	for (size_t i = 0; i < bot->nretired; i++)
+		config_free(bot->retired[i]);
+	free(bot->retired);
+	bot->retired = NULL;
+	bot->nretired = 0;
 }
 
 static int64_t
@@ -63,6 +76,8 @@ on_tick(struct loop *loop, void *arg)
 			i++;
 		}
 	}
+	if (!bot->ndying)
+		free_retired(bot);
 	return bot->ndying ? 200 : TICK_MS;
 }
 
@@ -105,6 +120,7 @@ bot_free(struct bot *bot)
 		bot->dying[i]->ops->destroy(bot->dying[i]);
 	free(bot->ts);
 	free(bot->dying);
+	free_retired(bot);
 	loop_timer_del(bot->loop, bot->tick);
 	if (bot->quit_timer)
 		loop_timer_del(bot->loop, bot->quit_timer);
@@ -210,7 +226,13 @@ bot_reload(struct bot *bot, struct buf *err)
 	router_set(bot->router, nc, nresp);
 	responder_free(bot->resp);
 	kb_free(bot->kb);
-	config_free(bot->config);
+	/* a transport stopped above may still read its old section while it says goodbye */
+	if (bot->ndying) {
+		bot->retired = xrealloc(bot->retired, (bot->nretired + 1) * sizeof *bot->retired);
+		bot->retired[bot->nretired++] = bot->config;
+	} else {
+		config_free(bot->config);
+	}
 	bot->config = nc;
 	bot->kb = nkb;
 	bot->resp = nresp;

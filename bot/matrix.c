@@ -480,6 +480,7 @@ matrix_backoff_ms(unsigned failures, double rnd)
 static const char *const known_keys[] = {
 	"homeserver", "user_id", "password_file", "access_token_file", "device_name", "auto_join",
 	"auto_join_from", "rooms", "admins", "encryption", "typing", "read_receipts", "catch_up_s",
+	"pickle_key_file", "require_cross_signed",
 	/* overrides of [bot] */
 	"prefix", "reply_mode", "cooldown_s", "room_max_per_min", "ignore",
 };
@@ -595,12 +596,17 @@ matrix_validate(const struct config *c, const struct conf_section *s, struct buf
 		bad = -1;
 	}
 	bool b;
-	static const char *const bools[] = { "auto_join", "encryption", "typing", "read_receipts" };
+	static const char *const bools[] = { "auto_join", "encryption", "typing", "read_receipts", "require_cross_signed" };
 	for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
 		bad |= conf_bool(s, bools[i], true, &b, c->path, err);
 	bad |= check_list(c, s, "auto_join_from", is_inviter, "a user id (@user:server) or a server name", err);
 	bad |= check_list(c, s, "rooms", is_room_ref, "a room id (!id:server) or alias (#name:server)", err);
 	bad |= check_list(c, s, "admins", is_user_id, "a Matrix user id (@user:server)", err);
+	const char *pk = conf_get(s, "pickle_key_file");
+	if (pk && !*pk) {
+		conf_error(err, c->path, s, "pickle_key_file", "pickle_key_file: expected a file name");
+		bad = -1;
+	}
 	bad |= check_overrides(c, s, err);
 	bad |= check_secret(c, s, err);
 	return bad ? -1 : 0;
