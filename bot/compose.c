@@ -98,7 +98,8 @@ add_actions(struct buf *b, const char *lead, const struct kb_list *l, size_t wid
 	unsigned n = l->n < MAX_ACTIONS ? (unsigned)l->n : MAX_ACTIONS;
 	for (; n >= MIN_ACTIONS || n == l->n; n--) {
 		b->len = start;
-		b->s[start] = '\0';
+		if (b->s)   /* an empty buf has no storage yet */
+			b->s[start] = '\0';
 		buf_adds(b, lead);
 		for (unsigned i = 0; i < n; i++) {
 			const char *a = l->v[i];

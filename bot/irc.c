@@ -101,7 +101,8 @@ struct irc {
 	struct bot *bot;
 	struct settings set;
 	enum state state;
-	bool stopping;
+	bool stopping, quit_sent;
+	char quit_reason[128];
 	/* connection */
 	CURLM *multi;
 	CURL *easy;
@@ -1753,7 +1754,7 @@ irc_send(struct transport *t, const struct reply *r)
 {
 	struct irc *c = t->impl;
 	const struct event *ev = r->to;
-	if (c->state != ST_REGISTERED) {
+	if (c->state != ST_REGISTERED && !(c->state == ST_STOPPING && !c->quit_sent)) {
 		log_notice("%s: not connected; a reply is dropped", t->name);
 		return;
 	}
@@ -1806,6 +1807,18 @@ on_stop_grace(struct loop *loop, void *arg)
 	return LOOP_STOP;
 }
 
+/* Says goodbye on the next turn, so that a reply made in the same turn ("Reloaded.") still leaves first. */
+static int64_t
+on_quit(struct loop *loop, void *arg)
+{
+	struct irc *c = arg;
+	out(c, false, "QUIT :%s", c->quit_reason);
+	c->quit_sent = true;
+	c->phase_timer = loop_timer_add(loop, STOP_GRACE_MS, on_stop_grace, c);
+	pump(c);   /* what is queued goes first, unpaced; then we wait for the server to close */
+	return LOOP_STOP;
+}
+
 static void
 irc_stop(struct transport *t, const char *reason)
 {
@@ -1816,15 +1829,12 @@ irc_stop(struct transport *t, const char *reason)
 	timer_clear(c, &c->reconnect_timer);
 	if (c->state != ST_REGISTERED && c->state != ST_REGISTERING) {
 		disconnect(c, "stopped");
-		c->state = ST_STOPPED;
 		return;
 	}
-	/* what is queued goes first, unpaced; then we wait for the server to close */
-	out(c, false, "QUIT :%s", reason);
+	snprintf(c->quit_reason, sizeof c->quit_reason, "%s", reason);
 	c->state = ST_STOPPING;
 	timer_clear(c, &c->phase_timer);
-	c->phase_timer = loop_timer_add(t->loop, STOP_GRACE_MS, on_stop_grace, c);
-	pump(c);
+	c->phase_timer = loop_timer_add(t->loop, 0, on_quit, c);
 }
 
 static bool
