@@ -39,7 +39,6 @@
 #define IRC_NICK_MAX 64
 #define IRC_CHAN_MAX 200
 #define IRC_KEY_MAX 64
-#define READ_BUF (IRC_LINE_MAX * 2)
 #define WRITE_BUF 8192
 #define READ_TURN_MAX (256 * 1024)   /* bytes read per wake-up before letting others run */
 #define QUEUE_MAX 500                /* lines waiting for the bucket; beyond, replies are dropped */
@@ -121,9 +120,7 @@ struct irc {
 	char userhost[128];    /* "user@host" as the server relays us, or "" */
 	char account[IRC_NICK_MAX];
 	/* I/O */
-	char rbuf[READ_BUF];
-	size_t rlen;
-	bool rskip;            /* dropping the rest of an overlong line */
+	struct irc_reader reader;
 	char wbuf[WRITE_BUF];
 	size_t woff, wlen;
 	bool wagain;           /* TLS wants the same bytes again: do not move them */
@@ -839,8 +836,9 @@ disconnect(struct irc *c, const char *why)
 	timer_clear(c, &c->read_timer);
 	timer_clear(c, &c->rejoin_timer);
 	queue_clear(c);
-	c->wlen = c->woff = c->rlen = 0;
-	c->wagain = c->rskip = false;
+	c->wlen = c->woff = 0;
+	c->wagain = false;
+	irc_reader_reset(&c->reader);
 	for (size_t i = 0; i < c->nchans; i++) {
 		c->chans[i].joined = false;
 		c->chans[i].rejoin_ms = 0;
@@ -884,8 +882,9 @@ do_read(struct irc *c)
 				c->read_timer = loop_timer_add(c->t->loop, 0, on_read_more, c);
 			return;
 		}
-		size_t got = 0;
-		CURLcode rc = curl_easy_recv(c->easy, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, &got);
+		size_t got = 0, room, len;
+		char *space = irc_reader_space(&c->reader, &room);
+		CURLcode rc = curl_easy_recv(c->easy, space, room, &got);
 		if (rc == CURLE_AGAIN)
 			return;
 		if (rc != CURLE_OK || got == 0) {
@@ -893,29 +892,15 @@ do_read(struct irc *c)
 			return;
 		}
 		total += got;
-		c->rlen += got;
+		irc_reader_commit(&c->reader, got);
 		c->last_rx_ms = loop_now_ms();
 		c->ping_sent_ms = 0;
-		size_t off = 0, len, used;
-		while (c->fd == fd && (used = irc_split(c->rbuf + off, c->rlen - off, &len))) {
-			char *line = c->rbuf + off;
-			off += used;
-			if (c->rskip) {
-				c->rskip = false;   /* the tail of an overlong line */
-				continue;
-			}
-			if (len)
-				handle_line(c, line, len);
-		}
-		if (c->fd != fd)
-			return;
-		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-		c->rlen -= off;
-		if (c->rlen > IRC_LINE_MAX) {
-			log_debug("%s: dropping a line longer than %d bytes", c->t->name, IRC_LINE_MAX);
-			c->rlen = 0;
-			c->rskip = true;
-		}
+		unsigned long dropped = c->reader.dropped;
+		char *line;
+		while (c->fd == fd && (line = irc_reader_next(&c->reader, &len)))
+			handle_line(c, line, len);
+		if (c->reader.dropped != dropped)
+			log_debug("%s: dropped a line longer than %d bytes", c->t->name, IRC_LINE_MAX);
 	}
 }
 

@@ -154,6 +154,60 @@ irc_split(const char *buf, size_t len, size_t *line_len)
 	return 0;
 }
 
+void
+irc_reader_reset(struct irc_reader *r)
+{
+	r->len = r->off = 0;
+	r->skip = false;
+}
+
+char *
+irc_reader_space(struct irc_reader *r, size_t *room)
+{
+	if (r->off) {
+		memmove(r->buf, r->buf + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	*room = sizeof r->buf - 1 - r->len;   /* one byte kept for a final NUL */
+	return r->buf + r->len;
+}
+
+void
+irc_reader_commit(struct irc_reader *r, size_t n)
+{
+	r->len += n;
+}
+
+char *
+irc_reader_next(struct irc_reader *r, size_t *len)
+{
+	for (;;) {
+		size_t n, used = irc_split(r->buf + r->off, r->len - r->off, &n);
+		if (!used) {
+			if (r->len - r->off > IRC_LINE_MAX) {
+				/* no end in sight: drop what we hold and the rest of the line */
+				r->len = r->off = 0;
+				if (!r->skip)
+					r->dropped++;
+				r->skip = true;
+			}
+			return NULL;
+		}
+		char *line = r->buf + r->off;
+		r->off += used;
+		if (r->skip) {
+			r->skip = false;
+			continue;
+		}
+		if (n) {
+			line[n] = '\0';
+			*len = n;
+			return line;
+		}
+	}
+}
+
 /* Reads exactly n digits at s into *out. */
 static bool
 digits(const char *s, int n, int *out)

@@ -52,6 +52,24 @@ const char *irc_tag(const struct irc_msg *m, const char *key);
 size_t irc_split(const char *buf, size_t len, size_t *line_len);
 
 /*
+ * A byte stream cut into lines.  Reads go into irc_reader_space() and are
+ * counted with irc_reader_commit(); irc_reader_next() hands out each complete
+ * non-empty line, NUL-terminated in place, valid until the next
+ * irc_reader_space().  A line longer than IRC_LINE_MAX is dropped whole.
+ */
+struct irc_reader {
+	char buf[IRC_LINE_MAX * 2];
+	size_t len, off;       /* bytes held; start of the first unread one */
+	bool skip;             /* inside an overlong line: drop up to its end */
+	unsigned long dropped; /* overlong lines dropped so far */
+};
+
+void irc_reader_reset(struct irc_reader *r);
+char *irc_reader_space(struct irc_reader *r, size_t *room);
+void irc_reader_commit(struct irc_reader *r, size_t n);
+char *irc_reader_next(struct irc_reader *r, size_t *len);
+
+/*
  * server-time "2024-05-01T12:34:56.789Z" to milliseconds since the epoch;
  * 0 when it is not that shape.
  */

@@ -1,0 +1,365 @@
+/*
+ * irc_wire_test.c: what the IRC transport writes on the wire, seen from a
+ * socket this test listens on and answers as a scripted server: the
+ * registration, replies cut to fit 512 bytes with the relay prefix, CR and LF
+ * in reply text that cannot start a command, the flood bucket with PONG
+ * ahead of it, CTCP, QUIT; and the checks of [irc.NAME] sections.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "irc.h"
+#include "log.h"
+#include "loop.h"
+#include "t.h"
+#include "transport.h"
+
+static char dir[] = "/tmp/kneebot-wire-XXXXXX";
+
+static char *
+write_file(const char *name, const char *text)
+{
+	struct buf p;
+	buf_init(&p);
+	buf_printf(&p, "%s/%s", dir, name);
+	FILE *f = fopen(p.s, "w");
+	fputs(text, f);
+	fclose(f);
+	chmod(p.s, 0600);
+	return buf_take(&p);
+}
+
+static struct config *
+load(const char *text, struct buf *err)
+{
+	char *path = write_file("k.conf", text);
+	struct config *c = NULL;
+	buf_clear(err);
+	if (config_load(path, &c, err) < 0)
+		c = NULL;
+	free(path);
+	return c;
+}
+
+/* --- the scripted server --- */
+
+struct server {
+	int lfd, fd;
+	struct buf in;     /* bytes from the bot not yet taken as lines */
+	struct loop *loop;
+};
+
+static int
+listen_any(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+		return -1;
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Runs the bot's loop until the server has a connection (or ms pass). */
+static bool
+accept_bot(struct server *s, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (loop_now_ms() < end) {
+		loop_once(s->loop, 10);
+		s->fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (s->fd >= 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+say(struct server *s, const char *text)
+{
+	size_t n = strlen(text);
+	if (write(s->fd, text, n) != (ssize_t)n)
+		perror("write");
+}
+
+/* The next line the bot sent (without CR LF) into out, driving the loop for at most ms. */
+static bool
+hear(struct server *s, int ms, struct buf *out)
+{
+	int64_t end = loop_now_ms() + ms;
+	for (;;) {
+		char *nl = s->in.len ? memchr(s->in.s, '\n', s->in.len) : NULL;
+		if (nl) {
+			size_t n = (size_t)(nl - s->in.s) + 1;
+			buf_clear(out);
+			buf_add(out, s->in.s, n);
+			memmove(s->in.s, s->in.s + n, s->in.len - n);
+			s->in.len -= n;
+			return true;
+		}
+		if (loop_now_ms() >= end)
+			return false;
+		loop_once(s->loop, 5);
+		char b[4096];
+		ssize_t r = read(s->fd, b, sizeof b);
+		if (r > 0)
+			buf_add(&s->in, b, (size_t)r);
+		else if (r == 0)
+			return false;
+	}
+}
+
+/* Hears lines until one starts with prefix. */
+static bool
+hear_cmd(struct server *s, const char *prefix, int ms, struct buf *out)
+{
+	while (hear(s, ms, out))
+		if (strncmp(out->s, prefix, strlen(prefix)) == 0)
+			return true;
+	return false;
+}
+
+static bool
+closed_by_bot(struct server *s, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (loop_now_ms() < end) {
+		loop_once(s->loop, 5);
+		char b[4096];
+		ssize_t r = read(s->fd, b, sizeof b);
+		if (r == 0)
+			return true;
+		if (r < 0 && errno != EAGAIN)
+			return true;
+	}
+	return false;
+}
+
+static const char *conf_fmt =
+	"[bot]\nnick = kneebot\nstate_dir = %s\n"
+	"[irc.t]\nhost = 127.0.0.1\nport = %d\ntls = no\nchannels = #club, #keyed k3y\n"
+	"alt_nicks = kneebot2\nflood_burst = 4\nflood_interval_ms = 150\nping_interval_s = 3\nping_timeout_s = 1\n";
+
+static void
+test_wire(void)
+{
+	struct server s = { .fd = -1 };
+	int port = 0;
+	s.lfd = listen_any(&port);
+	s.loop = loop_new();
+	buf_init(&s.in);
+	struct buf err, line, conf;
+	buf_init(&err);
+	buf_init(&line);
+	buf_init(&conf);
+	buf_printf(&conf, conf_fmt, dir, port);
+	struct config *c = load(conf.s, &err);
+	T_OK(c != NULL, "the test's config loads%s%s", err.s ? ": " : "", err.s ? err.s : "");
+	if (!c)
+		return;
+	struct transport_env env = { s.loop, NULL, c, NULL };
+	struct transport *t = irc_kind.create(&env, &c->nets[0], &err);
+	T_OK(t && t->ops->start(t, &err) == 0, "the transport starts");
+	T_OK(accept_bot(&s, 5000), "it connects (through libcurl, without blocking the loop)");
+
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP LS 302\r\n") == 0, "CAP LS 302 first");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot\r\n") == 0, "then NICK");
+	T_OK(hear(&s, 2000, &line) && strncmp(line.s, "USER kneebot 0 * :", 18) == 0, "then USER");
+	say(&s, ":srv CAP * LS * :multi-prefix sasl=PLAIN\r\n:srv CAP * LS :batch znc.in/self-message\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP REQ :multi-prefix batch\r\n") == 0,
+		"requests what it wants of a multi-line CAP LS, not SASL without credentials");
+	say(&s, ":srv CAP * ACK :multi-prefix batch\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP END\r\n") == 0, "CAP END after the ACK");
+	say(&s, ":srv 433 * kneebot :Nickname is already in use\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot2\r\n") == 0, "nick in use: the alternate");
+	say(&s, ":srv 433 * kneebot2 :Nickname is already in use\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot_\r\n") == 0, "then the nick with '_'");
+	/* a welcome without our mask: the bot must assume the longest user@host */
+	say(&s, ":srv 001 kneebot_ :Welcome\r\n:srv 005 kneebot_ BOT=B :are supported\r\n:srv 422 kneebot_ :No MOTD\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "MODE kneebot_ +B\r\n") == 0, "bot mode from ISUPPORT BOT");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "JOIN #keyed,#club k3y\r\n") == 0, "one JOIN, keyed channel first");
+	say(&s, ":kneebot_!u@h JOIN #club\r\n");
+
+	/* a reply with CR, LF, CTCP's \001 and a very long line */
+	struct buf text;
+	buf_init(&text);
+	buf_adds(&text, "Rest first.\rPRIVMSG #club :INJECTED\r\nQUIT :bye\n\001ACTION x\001 ");
+	for (int i = 0; i < 400; i++)
+		buf_printf(&text, "w%d\xc3\xa9 ", i);
+	struct event ev = { .transport = t, .room = "#club", .sender = "runner", .text = "", .is_private = false };
+	struct reply r = { &ev, text.s, NULL, REPLY_HEALTH };
+	int64_t sent = loop_now_ms();
+	t->ops->send(t, &r);
+	/* the server answers a PING while the reply is paced: the PONG must not wait */
+	say(&s, "PING :now\r\n");
+	const char *relay = ":kneebot_!~abcdefghij@" "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh" " ";
+	T_OK(strlen(relay) == 1 + 8 + 1 + 11 + 1 + 63 + 1, "the longest relay prefix the test assumes");
+	bool clean = true, fits = true, addressed = true, pong_early = false, spaced = true;
+	int lines = 0;
+	int64_t at[64];
+	while (hear(&s, 1000, &line)) {
+		if (strcmp(line.s, "PONG :now\r\n") == 0) {
+			pong_early = lines < 4;
+			continue;
+		}
+		if (strncmp(line.s, "PING ", 5) == 0) {
+			say(&s, ":srv PONG srv :kneebot\r\n");   /* our keepalive is short in this test */
+			continue;
+		}
+		if (lines < 64)
+			at[lines] = loop_now_ms() - sent;
+		lines++;
+		clean &= strchr(line.s, '\r') == line.s + line.len - 2 && strchr(line.s, '\n') == line.s + line.len - 1;
+		clean &= strchr(line.s, '\001') == NULL;
+		fits &= strlen(relay) + line.len <= 512;
+		addressed &= strncmp(line.s, "NOTICE #club :runner: ", 22) == 0;
+	}
+	/* MODE and JOIN took 2 of the 4 tokens: from the third line on, one per 150 ms */
+	for (int i = 3; i < lines && i < 64; i++)
+		spaced &= at[i] - at[i - 1] >= 100;
+	T_OK(lines >= 6, "the long reply goes out as %d lines", lines);
+	T_OK(clean, "no CR, LF or \\001 inside a line: reply text cannot inject a command");
+	T_OK(fits, "every line fits 512 bytes with the longest relay prefix");
+	T_OK(addressed, "NOTICE to the channel, addressed to the asker, on every line");
+	T_OK(spaced, "after the burst, lines leave one per interval");
+	T_OK(pong_early, "PONG goes ahead of the paced reply");
+
+	say(&s, ":runner!r@h PRIVMSG kneebot_ :\001VERSION\001\r\n");
+	T_OK(hear_cmd(&s, "NOTICE runner :\001VERSION kneebot ", 2000, &line), "CTCP VERSION answered by NOTICE");
+	say(&s, ":runner!r@h PRIVMSG kneebot_ :\001PING 42\001\r\n:runner!r@h PRIVMSG kneebot_ :\001TIME\001\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NOTICE runner :\001PING 42\001\r\n") == 0, "CTCP PING echoed");
+	T_OK(!hear(&s, 400, &line), "other CTCP ignored");
+	say(&s, ":srv 396 kneebot_ cloak.example :is now your displayed host\r\n:srv PING :x\r\n");
+	hear(&s, 1000, &line);
+
+	/* keepalive: quiet for a second, the bot PINGs; no answer, it drops the link and plans a reconnect */
+	T_OK(hear_cmd(&s, "PING :", 5000, &line), "a quiet link gets our own PING");
+	T_OK(closed_by_bot(&s, 3000), "no PONG: the bot treats the link as dead");
+	struct buf desc;
+	buf_init(&desc);
+	t->ops->describe(t, &desc);
+	T_OK(strncmp(desc.s, "reconnecting in ", 16) == 0, "describe: %s", desc.s);
+	close(s.fd);
+
+	/* it comes back by itself, and QUITs with a reason when stopped */
+	T_OK(accept_bot(&s, 5000), "reconnects after the backoff");
+	say(&s, ":srv 001 kneebot :Welcome kneebot!kb@host.example\r\n:srv 376 kneebot :End\r\n");
+	T_OK(hear_cmd(&s, "JOIN ", 3000, &line), "rejoins after reconnecting");
+	say(&s, ":kneebot!kb@host.example JOIN :#club\r\n");
+	for (int i = 0; i < 20; i++)
+		loop_once(s.loop, 5);
+	buf_clear(&desc);
+	t->ops->describe(t, &desc);
+	T_OK(strstr(desc.s, "connected to 127.0.0.1") && strstr(desc.s, "as kneebot, 1 channel"), "describe: %s", desc.s);
+	t->ops->stop(t, "see you");
+	T_OK(hear_cmd(&s, "QUIT :see you", 2000, &line), "stop: QUIT with the reason");
+	T_OK(!t->ops->stopped(t), "not stopped until the server closes");
+	say(&s, "ERROR :Closing link\r\n");
+	close(s.fd);
+	for (int i = 0; i < 50 && !t->ops->stopped(t); i++)
+		loop_once(s.loop, 10);
+	T_OK(t->ops->stopped(t), "stopped once the server has closed");
+	t->ops->destroy(t);
+	config_free(c);
+	close(s.lfd);
+	loop_free(s.loop);
+	buf_free(&s.in);
+	buf_free(&err);
+	buf_free(&line);
+	buf_free(&conf);
+	buf_free(&text);
+	buf_free(&desc);
+}
+
+/* The text with line breaks shown as " | ", for one-line test names (static storage). */
+static const char *
+one_line(const char *s)
+{
+	static char b[2][1024];
+	static int k;
+	char *o = b[k ^= 1];
+	size_t n = 0;
+	for (; *s && n + 4 < sizeof b[0]; s++) {
+		if (*s == '\n') {
+			if (s[1])
+				n += (size_t)snprintf(o + n, sizeof b[0] - n, " | ");
+		} else {
+			o[n++] = *s;
+		}
+	}
+	o[n] = '\0';
+	return o;
+}
+
+static void
+test_validate(void)
+{
+	static const struct { const char *section, *want; } cases[] = {
+		{ "host = h\nbogus = 1\n", "[irc.n] unknown key 'bogus'" },
+		{ "port = 6667\n", "[irc.n] host is required" },
+		{ "host = h\nadmins = alice\n", "a bare nick can be taken by anyone" },
+		{ "host = h\nadmins = account:alice, mask:*!*@trusted.example\n", NULL },
+		{ "host = h\nchannels = club\n", "channel 'club'" },
+		{ "host = h\nchannels = #a b c\n", "channel '#a b c'" },
+		{ "host = h\ntls = no\ntls_ca_file = ca.pem\n", "tls_ca_file with tls = no" },
+		{ "host = h\nsasl_mechanism = PLAIN\nsasl_username = u\n", "SASL PLAIN needs" },
+		{ "host = h\nsasl_mechanism = EXTERNAL\n", "SASL EXTERNAL needs" },
+		{ "host = h\nsasl_mechanism = SCRAM\n", "expected PLAIN or EXTERNAL" },
+		{ "host = h\nsasl_mechanism = PLAIN\nsasl_username = u\nsasl_password_file = missing\n", "cannot open secret file" },
+		{ "host = h\nsasl_mechanism = PLAIN\nsasl_username = u\nsasl_password_file = pw\n", NULL },
+		{ "host = h\nnick = 9lives\n", "an IRC nick is" },
+		{ "host = h\nport = 70000\n", "from 1 to 65535" },
+		{ "host = h\nflood_control = maybe\n", "expected yes or no" },
+		{ "host = h\nreply_command = shout\n", "expected notice or privmsg" },
+		{ "host = h\nreply_mode = loud\n", "expected ambient or addressed" },
+		{ "host = h\nprefix = two words\n", "prefix must be" },
+		{ "host = 2001:db8::1\nport = 6697\n", NULL },
+		{ "host = h\nflood_burst = 0\n", "flood_burst = '0'" },
+	};
+	free(write_file("pw", "secret\n"));
+	struct buf err, conf;
+	buf_init(&err);
+	buf_init(&conf);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		buf_clear(&conf);
+		buf_printf(&conf, "[bot]\nstate_dir = %s\n\n[irc.n]\n%s", dir, cases[i].section);
+		struct config *c = load(conf.s, &err);
+		if (!cases[i].want) {
+			T_OK(c != NULL, "valid: %s%s", one_line(cases[i].section), err.s ? one_line(err.s) : "");
+		} else {
+			bool lined = err.s && strstr(err.s, "k.conf:") && strstr(err.s, ": [irc.n] ");
+			T_OK(!c && lined && strstr(err.s, cases[i].want), "refused with file:line: %s -> %s", one_line(cases[i].section),
+				err.s ? one_line(err.s) : "(no error)");
+		}
+		config_free(c);
+	}
+	buf_free(&err);
+	buf_free(&conf);
+}
+
+int
+main(void)
+{
+	log_init(LOG_LVL_WARN, "irc_wire_test");
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir))
+		return 1;
+	test_validate();
+	test_wire();
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		return 1;
+	T_EXIT();
+}
