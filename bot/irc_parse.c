@@ -157,7 +157,7 @@ irc_split(const char *buf, size_t len, size_t *line_len)
 void
 irc_reader_reset(struct irc_reader *r)
 {
-	r->len = r->off = 0;
+	r->len = r->off = r->scan = 0;
 	r->skip = false;
 }
 
@@ -167,6 +167,7 @@ irc_reader_space(struct irc_reader *r, size_t *room)
 	if (r->off) {
 		memmove(r->buf, r->buf + r->off, r->len - r->off);
 		r->len -= r->off;
+		r->scan -= r->off;
 		r->off = 0;
 	}
 	*room = sizeof r->buf - 1 - r->len;   /* one byte kept for a final NUL */
@@ -183,19 +184,25 @@ char *
 irc_reader_next(struct irc_reader *r, size_t *len)
 {
 	for (;;) {
-		size_t n, used = irc_split(r->buf + r->off, r->len - r->off, &n);
+		/* bytes before scan hold no line end: a line trickling in is not searched again and again */
+		size_t n, from = r->scan > r->off ? r->scan - r->off : 0;
+		size_t used = irc_split(r->buf + r->off + from, r->len - r->off - from, &n);
 		if (!used) {
+			r->scan = r->len;
 			if (r->len - r->off > IRC_LINE_MAX) {
 				/* no end in sight: drop what we hold and the rest of the line */
-				r->len = r->off = 0;
+				r->len = r->off = r->scan = 0;
 				if (!r->skip)
 					r->dropped++;
 				r->skip = true;
 			}
 			return NULL;
 		}
+		n += from;
+		used += from;
 		char *line = r->buf + r->off;
 		r->off += used;
+		r->scan = r->off;
 		if (r->skip) {
 			r->skip = false;
 			continue;
@@ -277,8 +284,9 @@ irc_wrap(const char *text, size_t n, size_t max, void (*emit)(const char *piece,
 				sp--;
 			if (p[sp] == ' ')
 				cut = sp;
-			while (cut == 0 || (cut < len && ((unsigned char)p[cut] & 0xc0) == 0x80))
-				cut++;   /* max smaller than one character: send the character whole */
+			if (cut == 0)   /* max below one character (or bytes that are not UTF-8): one character whole */
+				for (cut = 1; cut < len && cut < 4 && ((unsigned char)p[cut] & 0xc0) == 0x80; cut++)
+					;
 		}
 		const char *piece = p;
 		size_t plen = trim_spaces(&piece, cut);

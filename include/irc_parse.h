@@ -60,6 +60,7 @@ size_t irc_split(const char *buf, size_t len, size_t *line_len);
 struct irc_reader {
 	char buf[IRC_LINE_MAX * 2];
 	size_t len, off;       /* bytes held; start of the first unread one */
+	size_t scan;           /* no line end before this offset */
 	bool skip;             /* inside an overlong line: drop up to its end */
 	unsigned long dropped; /* overlong lines dropped so far */
 };
