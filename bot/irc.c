@@ -55,6 +55,9 @@
 #define STOP_GRACE_MS 2000
 #define WORST_USER 11                /* "~" + USERLEN 10, until the server shows us ours */
 #define WORST_HOST 63
+#define ACCTS_MAX 20000
+#define CHANS_MAX 100                /* invitations and !join stop here */
+#define WHOX_TOKEN "611"             /* marks the answers to our own WHO */
 
 enum state { ST_IDLE, ST_CONNECTING, ST_REGISTERING, ST_REGISTERED, ST_WAITING, ST_STOPPING, ST_STOPPED };
 enum sasl_mech { SASL_NONE, SASL_PLAIN, SASL_EXTERNAL };
@@ -63,15 +66,23 @@ enum sasl_mech { SASL_NONE, SASL_PLAIN, SASL_EXTERNAL };
 enum cap {
 	CAP_SASL = 1 << 0, CAP_MESSAGE_TAGS = 1 << 1, CAP_SERVER_TIME = 1 << 2,
 	CAP_ACCOUNT_TAG = 1 << 3, CAP_MULTI_PREFIX = 1 << 4, CAP_BATCH = 1 << 5,
+	CAP_ACCOUNT_NOTIFY = 1 << 6, CAP_EXTENDED_JOIN = 1 << 7,
 };
 static const char *const cap_names[] = {
 	"sasl", "message-tags", "server-time", "account-tag", "multi-prefix", "batch",
+	"account-notify", "extended-join",
 };
 
 struct chan {
 	char *name, *key;
 	bool joined;
 	int64_t rejoin_ms;   /* kicked: not before this time */
+};
+
+/* A services account learned without account-tag (WHOX, extended-join, account-notify). */
+struct acct {
+	char nick[IRC_NICK_MAX];   /* rfc1459-folded */
+	char *account;
 };
 
 struct outline {
@@ -117,6 +128,7 @@ struct irc {
 	char sasl_mechs[128];
 	bool sasl_done, joined_once;
 	char bot_mode;
+	bool whox;
 	char userhost[128];    /* "user@host" as the server relays us, or "" */
 	char account[IRC_NICK_MAX];
 	/* I/O */
@@ -127,6 +139,9 @@ struct irc {
 	struct outline *qhead, *qtail;
 	size_t qlen;
 	struct bucket bucket;
+	/* accounts by folded nick, sorted, for servers without account-tag */
+	struct acct *accts;
+	size_t naccts;
 	/* channels we want to be in */
 	struct chan *chans;
 	size_t nchans;
@@ -675,6 +690,110 @@ queue_clear(struct irc *c)
 	c->qlen = 0;
 }
 
+/* ---------------------------------------------------------------- accounts */
+
+/*
+ * Without account-tag the account of a nick is what WHOX said when we
+ * joined, kept current by extended-join and account-notify.  A nick that
+ * leaves our sight (PART, KICK, QUIT) is forgotten, so that whoever takes it
+ * next does not inherit the account.
+ */
+static size_t
+acct_pos(const struct irc *c, const char *folded, bool *found)
+{
+	size_t lo = 0, hi = c->naccts;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int d = strcmp(c->accts[mid].nick, folded);
+		if (d == 0) {
+			*found = true;
+			return mid;
+		}
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static void
+acct_forget(struct irc *c, const char *nick)
+{
+	char f[IRC_NICK_MAX];
+	bool found;
+	irc_fold(nick, f, sizeof f);
+	size_t i = acct_pos(c, f, &found);
+	if (!found)
+		return;
+	free(c->accts[i].account);
+	memmove(&c->accts[i], &c->accts[i + 1], (c->naccts - i - 1) * sizeof *c->accts);
+	c->naccts--;
+}
+
+/* account NULL, "*" or "0" means not logged in. */
+static void
+acct_set(struct irc *c, const char *nick, const char *account)
+{
+	if (!account || !*account || strcmp(account, "*") == 0 || strcmp(account, "0") == 0) {
+		acct_forget(c, nick);
+		return;
+	}
+	char f[IRC_NICK_MAX];
+	bool found;
+	irc_fold(nick, f, sizeof f);
+	size_t i = acct_pos(c, f, &found);
+	if (found) {
+		free(c->accts[i].account);
+	} else {
+		if (c->naccts >= ACCTS_MAX)
+			return;
+		c->accts = xrealloc(c->accts, (c->naccts + 1) * sizeof *c->accts);
+		memmove(&c->accts[i + 1], &c->accts[i], (c->naccts - i) * sizeof *c->accts);
+		c->naccts++;
+		snprintf(c->accts[i].nick, sizeof c->accts[i].nick, "%s", f);
+	}
+	c->accts[i].account = xstrdup(account);
+}
+
+static const char *
+acct_get(const struct irc *c, const char *nick)
+{
+	char f[IRC_NICK_MAX];
+	bool found;
+	irc_fold(nick, f, sizeof f);
+	size_t i = acct_pos(c, f, &found);
+	return found ? c->accts[i].account : NULL;
+}
+
+static void
+acct_rename(struct irc *c, const char *from, const char *to)
+{
+	const char *a = acct_get(c, from);
+	char *keep = a ? xstrdup(a) : NULL;
+	acct_forget(c, from);
+	acct_set(c, to, keep);
+	free(keep);
+}
+
+static void
+acct_clear(struct irc *c)
+{
+	for (size_t i = 0; i < c->naccts; i++)
+		free(c->accts[i].account);
+	free(c->accts);
+	c->accts = NULL;
+	c->naccts = 0;
+}
+
+/* Accounts must come from somewhere: WHOX when the server will not tag messages. */
+static bool
+needs_whox(const struct irc *c)
+{
+	return c->whox && !(c->caps_on & CAP_ACCOUNT_TAG);
+}
+
 /* ---------------------------------------------------------------- channels */
 
 static struct chan *
@@ -836,6 +955,7 @@ disconnect(struct irc *c, const char *why)
 	timer_clear(c, &c->read_timer);
 	timer_clear(c, &c->rejoin_timer);
 	queue_clear(c);
+	acct_clear(c);
 	c->wlen = c->woff = 0;
 	c->wagain = false;
 	irc_reader_reset(&c->reader);
@@ -899,6 +1019,8 @@ do_read(struct irc *c)
 		char *line;
 		while (c->fd == fd && (line = irc_reader_next(&c->reader, &len)))
 			handle_line(c, line, len);
+		if (c->fd == fd && c->qhead && !c->pump_timer)
+			pump(c);   /* whatever the lines made us queue (WHO, JOIN, CTCP answers) */
 		if (c->reader.dropped != dropped)
 			log_debug("%s: dropped a line longer than %d bytes", c->t->name, IRC_LINE_MAX);
 	}
@@ -1371,6 +1493,8 @@ h_isupport(struct irc *c, struct irc_msg *m)
 		const char *tok = m->params[i];
 		if (strncmp(tok, "BOT=", 4) == 0 && isalpha((unsigned char)tok[4]))
 			c->bot_mode = tok[4];
+		else if (strcmp(tok, "WHOX") == 0)
+			c->whox = true;
 		else if (strcmp(tok, "-BOT") == 0)
 			c->bot_mode = 0;
 	}
@@ -1479,9 +1603,17 @@ static void
 h_join(struct irc *c, struct irc_msg *m)
 {
 	char nick[IRC_NICK_MAX];
-	if (m->nparams < 1 || !is_me(c, source_nick(m, nick, sizeof nick)))
+	if (m->nparams < 1)
 		return;
+	if (!is_me(c, source_nick(m, nick, sizeof nick))) {
+		/* extended-join: JOIN #chan account :realname */
+		if (c->caps_on & CAP_EXTENDED_JOIN && m->nparams >= 2)
+			acct_set(c, nick, m->params[1]);
+		return;
+	}
 	learn_userhost(c, m->source);
+	if (needs_whox(c))
+		out(c, false, "WHO %s %%tna," WHOX_TOKEN, m->params[0]);
 	struct chan *ch = chan_find(c, m->params[0]);
 	if (!ch)
 		ch = chan_add(c, m->params[0], NULL);   /* a server-forced join: keep it across reconnects */
@@ -1494,7 +1626,9 @@ h_part(struct irc *c, struct irc_msg *m)
 {
 	char nick[IRC_NICK_MAX];
 	struct chan *ch;
-	if (m->nparams >= 1 && is_me(c, source_nick(m, nick, sizeof nick)) && (ch = chan_find(c, m->params[0])))
+	source_nick(m, nick, sizeof nick);
+	acct_forget(c, nick);
+	if (m->nparams >= 1 && is_me(c, nick) && (ch = chan_find(c, m->params[0])))
 		ch->joined = false;
 }
 
@@ -1503,6 +1637,8 @@ h_kick(struct irc *c, struct irc_msg *m)
 {
 	char nick[IRC_NICK_MAX];
 	struct chan *ch;
+	if (m->nparams >= 2)
+		acct_forget(c, m->params[1]);
 	if (m->nparams < 2 || !is_me(c, m->params[1]) || !(ch = chan_find(c, m->params[0])))
 		return;
 	ch->joined = false;
@@ -1520,6 +1656,7 @@ h_nick(struct irc *c, struct irc_msg *m)
 	source_nick(m, nick, sizeof nick);
 	if (m->nparams < 1)
 		return;
+	acct_rename(c, nick, m->params[0]);
 	if (is_me(c, nick)) {
 		snprintf(c->nick, sizeof c->nick, "%s", m->params[0]);
 		log_info("%s: now known as %s", c->t->name, c->nick);
@@ -1534,6 +1671,7 @@ h_quit(struct irc *c, struct irc_msg *m)
 {
 	char nick[IRC_NICK_MAX];
 	source_nick(m, nick, sizeof nick);
+	acct_forget(c, nick);
 	if (irc_casecmp_eq(nick, c->set.nick) && !is_me(c, nick) && c->state == ST_REGISTERED) {
 		out(c, false, "NICK %s", c->set.nick);
 		pump(c);
@@ -1547,13 +1685,30 @@ h_invite(struct irc *c, struct irc_msg *m)
 	if (m->nparams < 2 || !is_me(c, m->params[0]))
 		return;
 	source_nick(m, nick, sizeof nick);
-	if (!c->set.join_on_invite || !chan_parse(m->params[1], name, key)) {
+	if (!c->set.join_on_invite || !chan_parse(m->params[1], name, key) || c->nchans >= CHANS_MAX) {
 		log_info("%s: %s invited us to %s; not joining", c->t->name, nick, m->params[1]);
 		return;
 	}
 	log_info("%s: %s invited us to %s; joining", c->t->name, nick, name);
 	chan_add(c, name, NULL);
 	join_all(c);
+}
+
+/* account-notify: ":nick!u@h ACCOUNT name", "*" when logged out. */
+static void
+h_account(struct irc *c, struct irc_msg *m)
+{
+	char nick[IRC_NICK_MAX];
+	if (m->nparams >= 1 && !(c->caps_on & CAP_ACCOUNT_TAG))
+		acct_set(c, source_nick(m, nick, sizeof nick), m->params[0]);
+}
+
+/* 354 <me> 611 <nick> <account>: the answer to our WHO %tna; "0" is no account. */
+static void
+h_whox(struct irc *c, struct irc_msg *m)
+{
+	if (m->nparams >= 4 && strcmp(m->params[1], WHOX_TOKEN) == 0 && needs_whox(c))
+		acct_set(c, m->params[2], m->params[3]);
 }
 
 static const char *const ctcp_names = "CLIENTINFO PING SOURCE VERSION";
@@ -1604,7 +1759,7 @@ h_privmsg(struct irc *c, struct irc_msg *m)
 		return;   /* @#chan (STATUSMSG) or $mask: not a conversation to join */
 	struct event ev = {
 		.transport = c->t, .room = priv ? nick : target, .sender = nick, .mask = m->source,
-		.account = (c->caps_on & CAP_ACCOUNT_TAG) ? irc_tag(m, "account") : NULL,
+		.account = (c->caps_on & CAP_ACCOUNT_TAG) ? irc_tag(m, "account") : acct_get(c, nick),
 		.id = irc_tag(m, "msgid"), .is_private = priv,
 		.ts_ms = (c->caps_on & CAP_SERVER_TIME) ? irc_time_ms(irc_tag(m, "time")) : 0,
 	};
@@ -1627,6 +1782,7 @@ static const struct handler {
 } handlers[] = {
 	{ "001", h_welcome },
 	{ "005", h_isupport },
+	{ "354", h_whox },
 	{ "376", h_end_of_motd },
 	{ "396", h_visiblehost },
 	{ "403", h_join_failed },
@@ -1649,6 +1805,7 @@ static const struct handler {
 	{ "905", h_sasl_fail },
 	{ "906", h_sasl_fail },
 	{ "908", h_sasl_fail },
+	{ "ACCOUNT", h_account },
 	{ "AUTHENTICATE", h_authenticate },
 	{ "CAP", h_cap },
 	{ "ERROR", h_error },
@@ -1770,6 +1927,7 @@ irc_start(struct transport *t, struct buf *err)
 	c->sasl_mechs[0] = c->account[0] = c->userhost[0] = '\0';
 	c->sasl_done = c->joined_once = false;
 	c->bot_mode = 0;
+	c->whox = false;
 	c->nick_try = 0;
 	c->connected_ms = c->registered_ms = 0;
 	c->ping_sent_ms = 0;
@@ -1887,6 +2045,10 @@ irc_join(struct transport *t, const char *room, struct buf *err)
 	struct chan *ch = chan_find(c, name);
 	if (ch && ch->joined) {
 		buf_printf(err, "already in %s", ch->name);
+		return -1;
+	}
+	if (!ch && c->nchans >= CHANS_MAX) {
+		buf_printf(err, "already in %d channels", CHANS_MAX);
 		return -1;
 	}
 	ch = chan_add(c, name, key);

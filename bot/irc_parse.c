@@ -307,6 +307,15 @@ irc_lower(unsigned char c)
 	return q ? (unsigned char)low[q - up] : (unsigned char)tolower(c);
 }
 
+void
+irc_fold(const char *in, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *in && n + 1 < cap; in++)
+		out[n++] = (char)irc_lower((unsigned char)*in);
+	out[n] = '\0';
+}
+
 bool
 irc_casecmp_eq(const char *a, const char *b)
 {

@@ -87,5 +87,7 @@ void irc_wrap(const char *text, size_t n, size_t max,
 
 /* IRC case-insensitive equality (rfc1459 casemapping: []\~ are the capitals of {}|^). */
 bool irc_casecmp_eq(const char *a, const char *b);
+/* The rfc1459 lower case of in, cut to cap - 1 bytes. */
+void irc_fold(const char *in, char *out, size_t cap);
 
 #endif

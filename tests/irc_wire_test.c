@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,9 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bot.h"
 #include "buf.h"
 #include "config.h"
 #include "irc.h"
+#include "kb.h"
 #include "log.h"
 #include "loop.h"
 #include "t.h"
@@ -147,8 +150,8 @@ closed_by_bot(struct server *s, int ms)
 }
 
 static const char *conf_fmt =
-	"[bot]\nnick = kneebot\nstate_dir = %s\n"
-	"[irc.t]\nhost = 127.0.0.1\nport = %d\ntls = no\nchannels = #club, #keyed k3y\n"
+	"[bot]\nnick = kneebot\nstate_dir = %s\nroom_max_per_min = 0\nresponses_dir = %s\n"
+	"[irc.t]\nhost = 127.0.0.1\nport = %d\ntls = no\nchannels = #club, #keyed k3y\nadmins = account:alice\n"
 	"alt_nicks = kneebot2\nflood_burst = 4\nflood_interval_ms = 150\nping_interval_s = 3\nping_timeout_s = 1\n";
 
 static void
@@ -163,33 +166,42 @@ test_wire(void)
 	buf_init(&err);
 	buf_init(&line);
 	buf_init(&conf);
-	buf_printf(&conf, conf_fmt, dir, port);
+	char kbdir[PATH_MAX];
+	buf_printf(&conf, conf_fmt, dir, realpath(t_responses(), kbdir) ? kbdir : t_responses(), port);
 	struct config *c = load(conf.s, &err);
+	struct kb *kb = NULL;
 	T_OK(c != NULL, "the test's config loads%s%s", err.s ? ": " : "", err.s ? err.s : "");
-	if (!c)
+	T_OK(c && kb_load(c->bot.responses_dir, &kb, &err) == 0, "the knowledge base loads");
+	if (!c || !kb)
 		return;
-	struct transport_env env = { s.loop, NULL, c, NULL };
-	struct transport *t = irc_kind.create(&env, &c->nets[0], &err);
-	T_OK(t && t->ops->start(t, &err) == 0, "the transport starts");
+	/* the real bot around the transport, so that commands and admin checks run as in production */
+	struct bot *bot = bot_new(s.loop, c, kb);
+	T_OK(bot_start(bot, false, &err) == 0, "the bot starts with one IRC network");
+	struct transport *t = bot_transport(bot, "t");
 	T_OK(accept_bot(&s, 5000), "it connects (through libcurl, without blocking the loop)");
 
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP LS 302\r\n") == 0, "CAP LS 302 first");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot\r\n") == 0, "then NICK");
 	T_OK(hear(&s, 2000, &line) && strncmp(line.s, "USER kneebot 0 * :", 18) == 0, "then USER");
-	say(&s, ":srv CAP * LS * :multi-prefix sasl=PLAIN\r\n:srv CAP * LS :batch znc.in/self-message\r\n");
-	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP REQ :multi-prefix batch\r\n") == 0,
+	say(&s, ":srv CAP * LS * :multi-prefix sasl=PLAIN\r\n:srv CAP * LS :batch znc.in/self-message account-notify extended-join\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP REQ :multi-prefix batch account-notify extended-join\r\n") == 0,
 		"requests what it wants of a multi-line CAP LS, not SASL without credentials");
-	say(&s, ":srv CAP * ACK :multi-prefix batch\r\n");
+	say(&s, ":srv CAP * ACK :multi-prefix batch account-notify extended-join\r\n");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP END\r\n") == 0, "CAP END after the ACK");
 	say(&s, ":srv 433 * kneebot :Nickname is already in use\r\n");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot2\r\n") == 0, "nick in use: the alternate");
 	say(&s, ":srv 433 * kneebot2 :Nickname is already in use\r\n");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot_\r\n") == 0, "then the nick with '_'");
 	/* a welcome without our mask: the bot must assume the longest user@host */
-	say(&s, ":srv 001 kneebot_ :Welcome\r\n:srv 005 kneebot_ BOT=B :are supported\r\n:srv 422 kneebot_ :No MOTD\r\n");
+	say(&s, ":srv 001 kneebot_ :Welcome\r\n:srv 005 kneebot_ BOT=B WHOX :are supported\r\n:srv 422 kneebot_ :No MOTD\r\n");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "MODE kneebot_ +B\r\n") == 0, "bot mode from ISUPPORT BOT");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "JOIN #keyed,#club k3y\r\n") == 0, "one JOIN, keyed channel first");
-	say(&s, ":kneebot_!u@h JOIN #club\r\n");
+	/* the JOIN echo shows the bot its mask, here as long as a server may make it */
+	const char *relay = ":kneebot_!~abcdefghij@" "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh" " ";
+	T_OK(strlen(relay) == 1 + 8 + 1 + 11 + 1 + 63 + 1, "the relay prefix is as long as they come");
+	say(&s, relay);
+	say(&s, "JOIN #club\r\n");
+	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "WHO #club %tna,611\r\n") == 0, "no account-tag but WHOX: WHO for the accounts, paced too");
 
 	/* a reply with CR, LF, CTCP's \001 and a very long line */
 	struct buf text;
@@ -203,8 +215,7 @@ test_wire(void)
 	t->ops->send(t, &r);
 	/* the server answers a PING while the reply is paced: the PONG must not wait */
 	say(&s, "PING :now\r\n");
-	const char *relay = ":kneebot_!~abcdefghij@" "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh" " ";
-	T_OK(strlen(relay) == 1 + 8 + 1 + 11 + 1 + 63 + 1, "the longest relay prefix the test assumes");
+	size_t longest = 0;
 	bool clean = true, fits = true, addressed = true, pong_early = false, spaced = true;
 	int lines = 0;
 	int64_t at[64];
@@ -223,6 +234,7 @@ test_wire(void)
 		clean &= strchr(line.s, '\r') == line.s + line.len - 2 && strchr(line.s, '\n') == line.s + line.len - 1;
 		clean &= strchr(line.s, '\001') == NULL;
 		fits &= strlen(relay) + line.len <= 512;
+		longest = strlen(relay) + line.len > longest ? strlen(relay) + line.len : longest;
 		addressed &= strncmp(line.s, "NOTICE #club :runner: ", 22) == 0;
 	}
 	/* MODE and JOIN took 2 of the 4 tokens: from the third line on, one per 150 ms */
@@ -230,7 +242,8 @@ test_wire(void)
 		spaced &= at[i] - at[i - 1] >= 100;
 	T_OK(lines >= 6, "the long reply goes out as %d lines", lines);
 	T_OK(clean, "no CR, LF or \\001 inside a line: reply text cannot inject a command");
-	T_OK(fits, "every line fits 512 bytes with the longest relay prefix");
+	T_OK(fits, "every line fits 512 bytes with the relay prefix");
+	T_OK(longest > 490, "and the lines are filled (longest %zu bytes as relayed)", longest);
 	T_OK(addressed, "NOTICE to the channel, addressed to the asker, on every line");
 	T_OK(spaced, "after the burst, lines leave one per interval");
 	T_OK(pong_early, "PONG goes ahead of the paced reply");
@@ -242,6 +255,23 @@ test_wire(void)
 	T_OK(!hear(&s, 400, &line), "other CTCP ignored");
 	say(&s, ":srv 396 kneebot_ cloak.example :is now your displayed host\r\n:srv PING :x\r\n");
 	hear(&s, 1000, &line);
+
+	/* admins by account without account-tag: WHOX, account-notify, NICK, PART */
+	say(&s, ":srv 354 kneebot_ 611 alice alice\r\n:srv 354 kneebot_ 611 mallory 0\r\n:srv 315 kneebot_ #club :End\r\n");
+	static const struct { const char *lines, *from, *want, *what; } admin[] = {
+		{ ":alice!a@h PRIVMSG #club :!status\r\n", "alice", "Up ", "an account from WHOX makes an admin" },
+		{ ":mallory!m@h PRIVMSG #club :!status\r\n", "mallory", "Sorry", "no account: refused" },
+		{ ":alice!a@h ACCOUNT *\r\n:alice!a@h PRIVMSG #club :!status\r\n", "alice", "Sorry", "logged out (account-notify): refused" },
+		{ ":alice!a@h ACCOUNT alice\r\n:alice!a@h NICK alice2\r\n:alice2!a@h PRIVMSG #club :!status\r\n", "alice2", "Up ", "logged in again and renamed: still the admin" },
+		{ ":mallory!m@h NICK alice\r\n:alice!m@h PRIVMSG #club :!status\r\n", "alice", "Sorry", "the admin's old nick taken by another: refused" },
+		{ ":alice2!a@h PART #club\r\n:alice2!a@h JOIN #club * :A\r\n:alice2!a@h PRIVMSG #club :!status\r\n", "alice2", "Sorry", "gone and back without an account (extended-join): refused" },
+	};
+	for (size_t i = 0; i < sizeof admin / sizeof admin[0]; i++) {
+		char want[128];
+		snprintf(want, sizeof want, "NOTICE #club :%s: %s", admin[i].from, admin[i].want);
+		say(&s, admin[i].lines);
+		T_OK(hear_cmd(&s, "NOTICE #club :", 3000, &line) && strncmp(line.s, want, strlen(want)) == 0, "%s", admin[i].what);
+	}
 
 	/* keepalive: quiet for a second, the bot PINGs; no answer, it drops the link and plans a reconnect */
 	T_OK(hear_cmd(&s, "PING :", 5000, &line), "a quiet link gets our own PING");
@@ -270,8 +300,7 @@ test_wire(void)
 	for (int i = 0; i < 50 && !t->ops->stopped(t); i++)
 		loop_once(s.loop, 10);
 	T_OK(t->ops->stopped(t), "stopped once the server has closed");
-	t->ops->destroy(t);
-	config_free(c);
+	bot_free(bot);
 	close(s.lfd);
 	loop_free(s.loop);
 	buf_free(&s.in);

@@ -174,8 +174,8 @@ INSPIRCD_CONF = """<config format="xml">
 <bind address="127.0.0.1" port="{plain}" type="clients">
 <bind address="127.0.0.1" port="{tls}" type="clients" sslprofile="tls">
 <bind address="127.0.0.1" port="{link}" type="servers">
-<connect name="main" allow="*" timeout="30" pingfreq="120" hardsendq="4M" softsendq="1M" recvq="1M"
-  threshold="100000" commandrate="100000000" fakelag="no" localmax="1000" globalmax="1000"
+<connect name="main" allow="*" timeout="30" pingfreq="120" hardsendq="32M" softsendq="8M" recvq="32M"
+  threshold="1000000" commandrate="1000000000" fakelag="no" localmax="1000" globalmax="1000"
   resolvehostnames="no" useident="no" limit="5000" maxchans="50">
 <files motd="{dir}/motd.txt">
 <pid file="{dir}/inspircd.pid">
@@ -198,6 +198,9 @@ INSPIRCD_CONF = """<config format="xml">
 <sasl target="services.test" requiressl="no">
 <link name="services.test" ipaddr="127.0.0.1" port="{link}" allowmask="127.0.0.0/8" sendpass="linkpw" recvpass="linkpw">
 <uline server="services.test" silent="yes">
+<class name="bench" privs="users/flood/no-fakelag users/flood/increased-buffers">
+<type name="bench" classes="bench">
+<oper name="bench" password="bench" host="*@127.0.0.1" type="bench">
 """
 
 ATHEME_CONF = """loadmodule "modules/protocol/inspircd";
