@@ -33,6 +33,7 @@ OBJS += compose.o
 OBJS += config.o
 OBJS += console.o
 OBJS += irc.o
+OBJS += irc_conf.o
 OBJS += irc_parse.o
 OBJS += kb.o
 OBJS += log.o
