@@ -23,6 +23,7 @@ struct vctx {
 	const struct conf_section *s;
 	const char *file;
 	struct buf *err;
+	long min, max;   /* of the key being checked, when it is a number */
 };
 
 bool
@@ -57,32 +58,12 @@ check_bool(const struct vctx *v, const char *key)
 	return conf_bool(v->s, key, false, &b, v->file, v->err);
 }
 
+/* A whole number within the key's range. */
 static int
-check_port(const struct vctx *v, const char *key)
+check_range(const struct vctx *v, const char *key)
 {
 	long n;
-	return conf_long(v->s, key, 1, 65535, 0, &n, v->file, v->err);
-}
-
-static int
-check_count(const struct vctx *v, const char *key)
-{
-	long n;
-	return conf_long(v->s, key, 0, 86400, 0, &n, v->file, v->err);
-}
-
-static int
-check_burst(const struct vctx *v, const char *key)
-{
-	long n;
-	return conf_long(v->s, key, 1, 100, 0, &n, v->file, v->err);
-}
-
-static int
-check_interval(const struct vctx *v, const char *key)
-{
-	long n;
-	return conf_long(v->s, key, 1, 60000, 0, &n, v->file, v->err);
+	return conf_long(v->s, key, v->min, v->max, 0, &n, v->file, v->err);
 }
 
 static int
@@ -205,13 +186,6 @@ check_prefix(const struct vctx *v, const char *key)
 	return -1;
 }
 
-static int
-check_room_max(const struct vctx *v, const char *key)
-{
-	long n;
-	return conf_long(v->s, key, 0, 1000, 0, &n, v->file, v->err);
-}
-
 /* admins and ignore: account:NAME, mask:PATTERN; a bare nick would be spoofable. */
 static int
 check_identities(const struct vctx *v, const char *key)
@@ -234,37 +208,38 @@ check_identities(const struct vctx *v, const char *key)
 static const struct irc_key {
 	const char *name;
 	int (*check)(const struct vctx *v, const char *key);
+	long min, max;
 } irc_keys[] = {
-	{ "admins", check_identities },
-	{ "alt_nicks", check_nick },
-	{ "channels", check_channels },
-	{ "cooldown_s", check_count },
-	{ "flood_burst", check_burst },
-	{ "flood_control", check_bool },
-	{ "flood_interval_ms", check_interval },
-	{ "host", check_host },
-	{ "ignore", check_identities },
-	{ "join_on_invite", check_bool },
-	{ "kick_rejoin_s", check_count },
-	{ "nick", check_nick },
-	{ "ping_interval_s", check_count },
-	{ "ping_timeout_s", check_count },
-	{ "port", check_port },
-	{ "prefix", check_prefix },
-	{ "private_details", check_bool },
-	{ "realname", check_text },
-	{ "reply_command", check_reply },
-	{ "reply_mode", check_mode },
-	{ "room_max_per_min", check_room_max },
-	{ "sasl_mechanism", check_sasl },
-	{ "sasl_password_file", check_secret },
-	{ "sasl_username", check_word },
-	{ "tls", check_bool },
-	{ "tls_ca_file", check_file },
-	{ "tls_cert_file", check_file },
-	{ "tls_key_file", check_file },
-	{ "tls_verify", check_bool },
-	{ "username", check_word },
+	{ "admins", check_identities, 0, 0 },
+	{ "alt_nicks", check_nick, 0, 0 },
+	{ "channels", check_channels, 0, 0 },
+	{ "cooldown_s", check_range, 0, 86400 },
+	{ "flood_burst", check_range, 1, 100 },
+	{ "flood_control", check_bool, 0, 0 },
+	{ "flood_interval_ms", check_range, 1, 60000 },
+	{ "host", check_host, 0, 0 },
+	{ "ignore", check_identities, 0, 0 },
+	{ "join_on_invite", check_bool, 0, 0 },
+	{ "kick_rejoin_s", check_range, 0, 86400 },
+	{ "nick", check_nick, 0, 0 },
+	{ "ping_interval_s", check_range, 0, 86400 },
+	{ "ping_timeout_s", check_range, 0, 86400 },
+	{ "port", check_range, 1, 65535 },
+	{ "prefix", check_prefix, 0, 0 },
+	{ "private_details", check_bool, 0, 0 },
+	{ "realname", check_text, 0, 0 },
+	{ "reply_command", check_reply, 0, 0 },
+	{ "reply_mode", check_mode, 0, 0 },
+	{ "room_max_per_min", check_range, 0, 1000 },
+	{ "sasl_mechanism", check_sasl, 0, 0 },
+	{ "sasl_password_file", check_secret, 0, 0 },
+	{ "sasl_username", check_word, 0, 0 },
+	{ "tls", check_bool, 0, 0 },
+	{ "tls_ca_file", check_file, 0, 0 },
+	{ "tls_cert_file", check_file, 0, 0 },
+	{ "tls_key_file", check_file, 0, 0 },
+	{ "tls_verify", check_bool, 0, 0 },
+	{ "username", check_word, 0, 0 },
 };
 
 static int
@@ -323,15 +298,18 @@ check_combinations(const struct vctx *v)
 int
 irc_conf_validate(const struct config *config, const struct conf_section *s, struct buf *err)
 {
-	struct vctx v = { config, s, config->path, err };
+	struct vctx v = { config, s, config->path, err, 0, 0 };
 	int rv = 0;
 	for (size_t i = 0; i < s->nkv; i++) {
 		const struct irc_key *k = bsearch(s->kv[i].key, irc_keys, NELEM(irc_keys), sizeof irc_keys[0], cmp_key);
 		if (!k) {
 			conf_error(err, v.file, s, s->kv[i].key, "unknown key '%s'", s->kv[i].key);
 			rv = -1;
-		} else if (k->check(&v, k->name) < 0) {
-			rv = -1;
+		} else {
+			v.min = k->min;
+			v.max = k->max;
+			if (k->check(&v, k->name) < 0)
+				rv = -1;
 		}
 	}
 	if (check_combinations(&v) < 0)
