@@ -178,7 +178,7 @@ test_wire(void)
 	struct bot *bot = bot_new(s.loop, c, kb);
 	T_OK(bot_start(bot, false, &err) == 0, "the bot starts with one IRC network");
 	struct transport *t = bot_transport(bot, "t");
-	T_OK(accept_bot(&s, 5000), "it connects (through libcurl, without blocking the loop)");
+	T_OK(accept_bot(&s, 5000), "it connects (through libcurl)");
 
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "CAP LS 302\r\n") == 0, "CAP LS 302 first");
 	T_OK(hear(&s, 2000, &line) && strcmp(line.s, "NICK kneebot\r\n") == 0, "then NICK");
@@ -331,6 +331,50 @@ one_line(const char *s)
 	return o;
 }
 
+/* A server that accepts and then says nothing: the TLS handshake must not hold the loop. */
+static void
+test_stalled_handshake(void)
+{
+	struct server s = { .fd = -1 };
+	int port = 0;
+	s.lfd = listen_any(&port);
+	s.loop = loop_new();
+	buf_init(&s.in);
+	struct buf err, conf;
+	buf_init(&err);
+	buf_init(&conf);
+	buf_printf(&conf, "[bot]\nstate_dir = %s\n[irc.slow]\nhost = 127.0.0.1\nport = %d\ntls = yes\n", dir, port);
+	struct config *c = load(conf.s, &err);
+	struct transport_env env = { s.loop, NULL, c, NULL };
+	struct transport *t = c ? irc_kind.create(&env, &c->nets[0], &err) : NULL;
+	int64_t t0 = loop_now_ms();
+	T_OK(t && t->ops->start(t, &err) == 0, "start() returns at once (%lld ms)", (long long)(loop_now_ms() - t0));
+	T_OK(loop_now_ms() - t0 < 300 && accept_bot(&s, 5000), "TLS: the server accepts and stays silent");
+	int64_t worst = 0, end = loop_now_ms() + 600;
+	while (t && loop_now_ms() < end) {
+		int64_t t1 = loop_now_ms();
+		loop_once(s.loop, 20);
+		worst = loop_now_ms() - t1 > worst ? loop_now_ms() - t1 : worst;
+	}
+	struct buf desc;
+	buf_init(&desc);
+	if (t)
+		t->ops->describe(t, &desc);
+	T_OK(worst < 300, "the pending handshake never holds the loop (longest turn %lld ms)", (long long)worst);
+	T_OK(desc.s && strncmp(desc.s, "connecting to", 13) == 0, "describe: %s", desc.s ? desc.s : "");
+	if (t)
+		t->ops->destroy(t);
+	config_free(c);
+	if (s.fd >= 0)
+		close(s.fd);
+	close(s.lfd);
+	loop_free(s.loop);
+	buf_free(&s.in);
+	buf_free(&err);
+	buf_free(&conf);
+	buf_free(&desc);
+}
+
 static void
 test_validate(void)
 {
@@ -385,6 +429,7 @@ main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	test_validate();
+	test_stalled_handshake();
 	test_wire();
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
