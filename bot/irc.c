@@ -109,7 +109,7 @@ struct irc {
 	unsigned nick_try;
 	unsigned caps_offered, caps_on;
 	char sasl_mechs[128];
-	bool sasl_done, joined_once;
+	bool cap_ended, joined_once;
 	char bot_mode;
 	bool whox;
 	char userhost[128];    /* "user@host" as the server relays us, or "" */
@@ -638,6 +638,10 @@ on_socket(struct loop *loop, int fd, short revents, void *arg)
 {
 	(void)loop, (void)fd;
 	struct irc *c = arg;
+	if (revents & POLLNVAL) {
+		disconnect(c, "the socket was closed under us");   /* else poll() would report it forever */
+		return;
+	}
 	if (revents & (POLLIN | POLLERR | POLLHUP))
 		do_read(c);
 	if (c->fd >= 0 && (revents & POLLOUT)) {
@@ -822,8 +826,8 @@ open_connection(struct irc *c, struct buf *err)
 static void
 cap_end(struct irc *c)
 {
-	if (!c->sasl_done) {
-		c->sasl_done = true;
+	if (!c->cap_ended) {
+		c->cap_ended = true;
 		out(c, true, "CAP END");
 	}
 }
@@ -1007,7 +1011,7 @@ handle_cap(struct irc *c, struct irc_msg *m)
 			cap_request(c);
 	} else if (strcasecmp(sub, "ACK") == 0) {
 		c->caps_on = removed ? c->caps_on & ~bits : c->caps_on | bits;
-		if (c->state == ST_REGISTERING && !c->sasl_done) {
+		if (c->state == ST_REGISTERING && !c->cap_ended) {
 			if ((c->caps_on & CAP_SASL) && c->set.sasl != SASL_NONE)
 				sasl_start(c);
 			else
@@ -1063,6 +1067,8 @@ on_regain(struct loop *loop, void *arg)
 static void
 h_welcome(struct irc *c, struct irc_msg *m)
 {
+	if (c->state != ST_REGISTERING)
+		return;   /* a second welcome, or one that arrives while we say goodbye */
 	if (m->nparams >= 1)
 		snprintf(c->nick, sizeof c->nick, "%s", m->params[0]);
 	if (m->nparams >= 2) {
@@ -1101,9 +1107,13 @@ static void h_end_of_motd(struct irc *c, struct irc_msg *m) { (void)m; registere
 static void
 h_visiblehost(struct irc *c, struct irc_msg *m)
 {
-	/* 396 <nick> <host> :is now your displayed host */
+	/* 396 <nick> <host> :is now your displayed host (some servers send user@host) */
 	if (m->nparams < 2)
 		return;
+	if (strchr(m->params[1], '@')) {
+		snprintf(c->userhost, sizeof c->userhost, "%s", m->params[1]);
+		return;
+	}
 	const char *at = strchr(c->userhost, '@');
 	char user[64];
 	snprintf(user, sizeof user, "%.*s", at ? (int)(at - c->userhost) : 0, c->userhost);
@@ -1160,7 +1170,7 @@ h_sasl_fail(struct irc *c, struct irc_msg *m)
 static void
 h_authenticate(struct irc *c, struct irc_msg *m)
 {
-	if (m->nparams >= 1 && strcmp(m->params[0], "+") == 0 && !c->sasl_done)
+	if (m->nparams >= 1 && strcmp(m->params[0], "+") == 0 && !c->cap_ended)
 		sasl_credentials(c);
 }
 
@@ -1521,7 +1531,7 @@ irc_start(struct transport *t, struct buf *err)
 	timer_clear(c, &c->reconnect_timer);
 	c->caps_offered = c->caps_on = 0;
 	c->sasl_mechs[0] = c->account[0] = c->userhost[0] = '\0';
-	c->sasl_done = c->joined_once = false;
+	c->cap_ended = c->joined_once = false;
 	c->bot_mode = 0;
 	c->whox = false;
 	c->nick_try = 0;

@@ -94,6 +94,16 @@ def silent_then(client, target, text, bot, control, quiet=0.6):
     return got
 
 
+def connect_retry(port, nick, tries=10):
+    for i in range(tries):
+        try:
+            return ircd.Client(port, nick)
+        except RuntimeError:
+            if i == tries - 1:
+                raise
+            time.sleep(0.3)
+
+
 def test_kb(h):
     """A copy of responses/ with two hostile entries: a bare CR followed by an
     IRC command, and a line far longer than an IRC line, with multi-byte
@@ -120,6 +130,8 @@ def write(h, name, text, mode=0o600):
 
 
 def main():
+    # a CI timeout's SIGTERM still runs the clean-up below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     h = ircd.Harness()
     try:
         run(h)
@@ -333,7 +345,7 @@ admins = account:alice
     check(got and "otherbot" not in got[0].text() and got[0].text().startswith("runner: "),
           "another bot's tagged message is ignored", got)
     other.send("PRIVMSG kneebot :\x01VERSION\x01")
-    ignored, ig = parallel(lambda: ircd.Client(P["plain"], "ignored"), lambda: None)
+    ignored = ircd.Client(P["plain"], "ignored")
     ignored.join("#club")
     ignored.send("PRIVMSG #club :kneebot: my knee hurts on the outside")
     ignored.send("PRIVMSG kneebot :\x01VERSION\x01")
@@ -464,8 +476,7 @@ admins = account:alice
 
     # a nick that matches the admin's, without the account, gets one line
     alice.close()
-    time.sleep(0.3)
-    spoof = ircd.Client(P["plain"], "alice")
+    spoof = connect_retry(P["plain"], "alice")   # the server may hold the nick a moment after QUIT
     spoof.join("#adm")
     got = ask(spoof, "#adm", "!status", "kneeadm")
     check(len(got) == 1 and "admins" in got[0].text(), "spoofed admin nick refused with one line", got)

@@ -175,6 +175,7 @@ def latency_run(fast, question, count, gap=0.0):
 
 
 def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     h = ircd.Harness()
     try:
         h.make_certs()
