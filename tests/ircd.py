@@ -16,6 +16,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def daemon(name):
+    """A daemon's path: /usr/sbin is not on a normal user's PATH on Debian."""
+    for d in ("/usr/sbin", "/usr/bin", "/sbin"):
+        if os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return shutil.which(name) or name
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -327,7 +335,7 @@ class Harness:
             f.write("kneebot test server\n")
         with open(d + "/inspircd.conf", "w") as f:
             f.write(INSPIRCD_CONF.format(dir=d, **self.ports))
-        self.spawn("inspircd", run_as_nobody() + ["inspircd", "--config=" + d + "/inspircd.conf", "--nofork", "--nopid"])
+        self.spawn("inspircd", run_as_nobody() + [daemon("inspircd"), "--config=" + d + "/inspircd.conf", "--nofork", "--nopid"])
         self.wait_port(self.ports["plain"])
         if with_atheme:
             self.start_atheme()
@@ -338,7 +346,7 @@ class Harness:
         give_to_nobody(d)
         with open(d + "/atheme.conf", "w") as f:
             f.write(ATHEME_CONF.format(link=self.ports["link"]))
-        self.spawn("atheme", run_as_nobody() + ["atheme-services", "-n", "-c", d + "/atheme.conf", "-D", d,
+        self.spawn("atheme", run_as_nobody() + [daemon("atheme-services"), "-n", "-c", d + "/atheme.conf", "-D", d,
                                                 "-l", d + "/atheme.log", "-p", d + "/atheme.pid"])
         # sasl is offered only once Atheme has linked: that is the readiness check
         end = time.monotonic() + 20
@@ -379,7 +387,7 @@ class Harness:
         with open(d + "/ngircd.conf", "w") as f:
             f.write(NGIRCD_CONF.format(port=self.ports["ngircd"], uid=uid))
         os.chmod(d + "/ngircd.conf", 0o644)
-        self.spawn("ngircd", ["ngircd", "-n", "-f", d + "/ngircd.conf"])
+        self.spawn("ngircd", [daemon("ngircd"), "-n", "-f", d + "/ngircd.conf"])
         self.wait_port(self.ports["ngircd"])
 
     def wait_port(self, port, timeout=15):
