@@ -1369,10 +1369,10 @@ h_privmsg(struct irc *c, struct irc_msg *m)
 		.id = irc_tag(m, "msgid"), .is_private = priv,
 		.ts_ms = (c->caps_on & CAP_SERVER_TIME) ? irc_time_ms(irc_tag(m, "time")) : 0,
 	};
-	if (c->bot && bot_is_ignored(c->bot, &ev))
-		return;   /* before CTCP too: an ignored mask gets nothing back */
 	if (text[0] == '\001') {
-		ctcp(c, nick, text);
+		/* the router checks the ignore list for everything else; CTCP stops here */
+		if (!c->bot || !bot_is_ignored(c->bot, &ev))
+			ctcp(c, nick, text);
 		return;
 	}
 	ev.addressed = address_strip(text, strlen(text), c->nick, &c->text);
