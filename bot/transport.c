@@ -3,12 +3,14 @@
 #include <string.h>
 
 #include "buf.h"
+#include "irc.h"
 #include "matrix.h"
 #include "transport.h"
 
 /* One line per network type; the console has no config section. */
 static const struct transport_kind *const kinds[] = {
 	&console_kind,
+	&irc_kind,
 	&matrix_kind,
 };
 
