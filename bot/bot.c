@@ -174,6 +174,30 @@ network_unchanged(const struct config *oldc, const struct config *newc, const st
 	return conf_get(a, "nick") || strcmp(oldc->bot.nick, newc->bot.nick) == 0;
 }
 
+/* The running transport of section s, if any. */
+static struct transport *
+running(struct bot *bot, const struct conf_section *s)
+{
+	for (size_t i = 0; i < bot->nts; i++) {
+		const struct conf_section *c = bot->ts[i]->conf;
+		if (c && strcmp(c->kind, s->kind) == 0 && strcmp(c->name, s->name) == 0)
+			return bot->ts[i];
+	}
+	return NULL;
+}
+
+/* Keeps running through the reload: unchanged, or changed in a way it can apply live. */
+static bool
+keeps_running(struct bot *bot, const struct config *nc, const struct conf_section *ns)
+{
+	struct transport *t = running(bot, ns);
+	if (!t)
+		return false;
+	if (network_unchanged(bot->config, nc, t->conf, ns))
+		return true;
+	return t->ops->compatible && t->ops->compatible(t, nc, ns);
+}
+
 int
 bot_reload(struct bot *bot, struct buf *err)
 {
@@ -192,8 +216,7 @@ bot_reload(struct bot *bot, struct buf *err)
 		goto out;
 	for (size_t i = 0; i < nc->nnets; i++) {
 		const struct conf_section *ns = &nc->nets[i];
-		const struct conf_section *os = config_network(bot->config, ns->kind, ns->name);
-		if (os && network_unchanged(bot->config, nc, os, ns))
+		if (keeps_running(bot, nc, ns))
 			continue;
 		struct transport *t = create(bot, nc, ns, err);
 		if (!t)
@@ -207,7 +230,7 @@ bot_reload(struct bot *bot, struct buf *err)
 	for (size_t i = 0; i < bot->nts; i++) {
 		struct transport *t = bot->ts[i];
 		const struct conf_section *ns = t->conf ? config_network(nc, t->conf->kind, t->conf->name) : NULL;
-		if (!t->conf || (ns && network_unchanged(bot->config, nc, t->conf, ns))) {
+		if (!t->conf || (ns && keeps_running(bot, nc, ns))) {
 			t->config = nc;
 			t->conf = ns;
 			if (t->ops->reconfigure)

@@ -125,6 +125,9 @@ struct irc {
 	/* accounts by folded nick, sorted, for servers without account-tag */
 	struct acct *accts;
 	size_t naccts;
+	/* the channels the config names, to part them when a reload drops them */
+	char **conf_chans;
+	size_t nconf_chans;
 	/* channels we want to be in */
 	struct chan *chans;
 	size_t nchans;
@@ -1603,6 +1606,7 @@ irc_destroy(struct transport *t)
 	while (c->nchans)
 		chan_remove(c, &c->chans[c->nchans - 1]);
 	free(c->chans);
+	strv_free(c->conf_chans, c->nconf_chans);
 	curl_multi_cleanup(c->multi);
 	irc_settings_free(&c->set);
 	buf_free(&c->text);
@@ -1686,11 +1690,91 @@ irc_part(struct transport *t, const char *room, struct buf *err)
 	return 0;
 }
 
+static bool
+same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The settings that the connection itself was made with. */
+static bool
+same_connection(const struct irc_settings *a, const struct irc_settings *b)
+{
+	if (a->nalts != b->nalts)
+		return false;
+	for (size_t i = 0; i < a->nalts; i++)
+		if (strcmp(a->alts[i], b->alts[i]) != 0)
+			return false;
+	return same_str(a->host, b->host) && a->port == b->port && a->tls == b->tls && a->tls_verify == b->tls_verify &&
+		same_str(a->ca_file, b->ca_file) && same_str(a->cert_file, b->cert_file) && same_str(a->key_file, b->key_file) &&
+		same_str(a->nick, b->nick) && same_str(a->username, b->username) && same_str(a->realname, b->realname) &&
+		a->sasl == b->sasl && same_str(a->sasl_user, b->sasl_user) && same_str(a->sasl_pass_file, b->sasl_pass_file);
+}
+
+/* A reload that leaves server, identity and SASL alone is applied without reconnecting. */
+static bool
+irc_compatible(const struct transport *t, const struct config *nc, const struct conf_section *ns)
+{
+	const struct irc *c = t->impl;
+	struct irc_settings set;
+	irc_settings_read(nc, ns, &set);
+	bool same = same_connection(&c->set, &set);
+	irc_settings_free(&set);
+	return same;
+}
+
+/* Channels named in the config: added ones are joined, removed ones parted; !join'ed ones stay. */
+static void
+apply_channels(struct irc *c, const struct conf_section *s)
+{
+	char **list;
+	size_t n = strv_split(conf_get(s, "channels"), &list);
+	for (size_t i = 0; i < c->nconf_chans; i++) {
+		bool kept = false;
+		for (size_t j = 0; j < n && !kept; j++) {
+			char name[IRC_CHAN_MAX + 1], key[IRC_KEY_MAX + 1];
+			kept = irc_chan_parse(list[j], name, key) && irc_casecmp_eq(name, c->conf_chans[i]);
+		}
+		struct chan *ch = kept ? NULL : chan_find(c, c->conf_chans[i]);
+		if (ch) {
+			if (ch->joined && c->state == ST_REGISTERED)
+				out(c, false, "PART %s", ch->name);
+			chan_remove(c, ch);
+		}
+	}
+	strv_free(c->conf_chans, c->nconf_chans);
+	c->conf_chans = NULL;
+	c->nconf_chans = 0;
+	for (size_t j = 0; j < n; j++) {
+		char name[IRC_CHAN_MAX + 1], key[IRC_KEY_MAX + 1];
+		if (!irc_chan_parse(list[j], name, key))
+			continue;
+		if (c->nchans < CHANS_MAX || chan_find(c, name))
+			chan_add(c, name, key);
+		c->conf_chans = xrealloc(c->conf_chans, (c->nconf_chans + 1) * sizeof *c->conf_chans);
+		c->conf_chans[c->nconf_chans++] = xstrdup(name);
+	}
+	strv_free(list, n);
+	if (c->state == ST_REGISTERED) {
+		join_all(c);
+		pump(c);
+	}
+}
+
 static void
 irc_reconfigure(struct transport *t)
 {
-	/* the section is unchanged, and [bot] settings are read at each message */
-	log_debug("%s: configuration reloaded, connection kept", t->name);
+	struct irc *c = t->impl;
+	/* the connection's own settings are the same (irc_compatible); the rest are taken as they are */
+	irc_settings_free(&c->set);
+	irc_settings_read(t->config, t->conf, &c->set);
+	/* new flood settings take effect on the bucket as it is, tokens kept */
+	c->bucket.burst = (double)(c->set.burst > 0 ? c->set.burst : 1);
+	c->bucket.interval_ms = c->set.interval_ms > 0 ? c->set.interval_ms : 1;
+	if (c->bucket.tokens > c->bucket.burst)
+		c->bucket.tokens = c->bucket.burst;
+	apply_channels(c, t->conf);
+	log_info("%s: configuration reloaded, connection kept", t->name);
 }
 
 static const struct transport_ops irc_ops = {
@@ -1702,6 +1786,7 @@ static const struct transport_ops irc_ops = {
 	.describe = irc_describe,
 	.join = irc_join,
 	.part = irc_part,
+	.compatible = irc_compatible,
 	.reconfigure = irc_reconfigure,
 };
 
@@ -1723,14 +1808,7 @@ irc_create(const struct transport_env *env, const struct conf_section *s, struct
 	c->fd = -1;
 	buf_init(&c->text);
 	irc_settings_read(env->config, s, &c->set);
-	char **list;
-	size_t n = strv_split(conf_get(s, "channels"), &list);
-	for (size_t i = 0; i < n; i++) {
-		char name[IRC_CHAN_MAX + 1], key[IRC_KEY_MAX + 1];
-		if (irc_chan_parse(list[i], name, key))
-			chan_add(c, name, key);
-	}
-	strv_free(list, n);
+	apply_channels(c, s);
 	c->multi = curl_multi_init();
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);

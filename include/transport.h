@@ -37,7 +37,17 @@ struct transport_ops {
 	/* Optional (NULL when the network has no such notion). */
 	int (*join)(struct transport *t, const char *room, struct buf *err);
 	int (*part)(struct transport *t, const char *room, struct buf *err);
-	/* Optional: the config was reloaded and this network's section is unchanged. */
+	/*
+	 * Optional: could this network take the changed section ns of config nc
+	 * without reconnecting (say, only its channels changed)?  Pure; asked
+	 * before a reload commits.
+	 */
+	bool (*compatible)(const struct transport *t, const struct config *nc, const struct conf_section *ns);
+	/*
+	 * Optional: the config was reloaded and this network's section is
+	 * unchanged or compatible; t->config and t->conf already point at the
+	 * new ones.  Apply what changed (join new channels, part removed ones).
+	 */
 	void (*reconfigure)(struct transport *t);
 };
 

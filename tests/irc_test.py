@@ -85,6 +85,15 @@ def wait_in_channel(client, chan, nick, timeout=15):
     return False
 
 
+def wait_out_of_channel(client, chan, nick, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not any(n.lower() == nick.lower() for n in names_of(client, chan)):
+            return True
+        time.sleep(0.3)
+    return False
+
+
 def silent_then(client, target, text, bot, control, quiet=0.6):
     """Sends text that must be ignored, then a control command that must be
     answered; returns the first reply, which is the control's when text was
@@ -453,6 +462,8 @@ admins = account:alice
     alice.join("#adm2")
     check(wait_in_channel(alice, "#adm2", "kneeadm"), "!reload: the new channel is joined")
     check(h.bot_log("asanbot").count("tls: connecting") == 1, "!reload leaves unchanged networks connected")
+    check(h.bot_log("asanbot").count("adm: connecting") == 1 and "adm: configuration reloaded, connection kept" in h.bot_log("asanbot"),
+          "!reload that only adds a channel joins it without reconnecting")
     # SIGHUP with a good config
     with open(conf_b_path, "w") as f:
         f.write(conf_b("#adm, #adm2, #adm3"))
@@ -460,6 +471,16 @@ admins = account:alice
     alice.join("#adm3")
     check(wait_in_channel(alice, "#adm3", "kneeadm"), "SIGHUP: the new channel is joined")
     wait_in_channel(alice, "#adm", "kneeadm")
+    # a channel dropped from the config is parted, the others stay, still one connection
+    with open(conf_b_path, "w") as f:
+        f.write(conf_b("#adm, #adm3"))
+    h.procs["asanbot"].send_signal(signal.SIGHUP)
+    check(wait_out_of_channel(alice, "#adm2", "kneeadm") and wait_in_channel(alice, "#adm3", "kneeadm")
+          and h.bot_log("asanbot").count("adm: connecting") == 1, "reload that drops a channel parts it, connection kept")
+    with open(conf_b_path, "w") as f:
+        f.write(conf_b("#adm, #adm2, #adm3"))
+    h.procs["asanbot"].send_signal(signal.SIGHUP)
+    wait_in_channel(alice, "#adm2", "kneeadm")
     # broken config: the old one is kept, the admin is told where
     with open(conf_b_path, "w") as f:
         f.write(conf_b("#adm, #adm2, #adm3", "bogus_key = 1\n"))
