@@ -6,6 +6,16 @@
 #include "buf.h"
 #include "log.h"
 
+uint64_t
+hash_bytes(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
 void *
 xmalloc(size_t n)
 {

@@ -656,15 +656,6 @@ load_file(struct kb *kb, int role, struct buf *err, int *errors)
 
 /* --- vocabulary --- */
 
-static uint64_t
-hash_bytes(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
 uint32_t
 kb_term(const struct kb *kb, const char *stem, size_t n)
 {

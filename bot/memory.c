@@ -47,10 +47,7 @@ make_key(const char *net, const char *room, const char *who, char *tmp, size_t c
 static size_t
 hash(const char *s)
 {
-	size_t h = 5381;
-	for (; *s; s++)
-		h = h * 33 ^ (unsigned char)*s;
-	return h;
+	return (size_t)hash_bytes(s, strlen(s));
 }
 
 static struct slot *

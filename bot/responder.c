@@ -118,15 +118,6 @@ responder_kb(const struct responder *r)
 	return r->kb;
 }
 
-static uint64_t
-hash_word(const char *s, size_t n)
-{
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
 /* A word the KB does not know: the nearest KB word within one or two edits. */
 static uint32_t
 correct_typo(const struct responder *r, const char *w, size_t n)
@@ -159,7 +150,7 @@ correct_typo(const struct responder *r, const char *w, size_t n)
 static uint32_t
 lookup_word(struct responder *r, const char *w, size_t n, bool number, uint32_t *exact)
 {
-	uint64_t h = hash_word(w, n);
+	uint64_t h = hash_bytes(w, n);
 	struct wcache *e = n <= WCACHE_WORD ? &r->cache[h & (WCACHE_SIZE - 1)] : NULL;
 	if (e && e->len == n && e->hash == h && memcmp(e->word, w, n) == 0) {
 		*exact = e->exact;

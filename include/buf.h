@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
 	char *s;
@@ -35,6 +36,9 @@ char *buf_take(struct buf *b);
 /* Writes into dst[0..cap), always terminating; returns dst + written so calls chain. */
 char *seprintf(char *dst, char *end, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* FNV-1a: the hash of the project's small tables (KB terms, word cache, memory). */
+uint64_t hash_bytes(const void *p, size_t n);
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
