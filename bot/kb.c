@@ -773,6 +773,8 @@ compile_word(struct kb *kb, const char *w, size_t n, bool typo_target, bool exac
 static int
 compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *why, size_t whylen)
 {
+	struct kb_slot slots[KB_MAX_SLOTS];
+	memset(slots, 0, sizeof slots);
 	memset(cue, 0, sizeof *cue);
 	cue->target = rc->target;
 	cue->index = rc->index;
@@ -827,7 +829,7 @@ compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *wh
 			snprintf(why, whylen, "more than %d words", KB_MAX_SLOTS);
 			goto out;
 		}
-		struct kb_slot *sl = &cue->slots[cue->nslots];
+		struct kb_slot *sl = &slots[cue->nslots];
 		sl->gap = (uint8_t)gap;
 		gap = 0;
 		if (tok[0] == '#') {
@@ -905,6 +907,9 @@ compile_cue(struct kb *kb, const struct rawcue *rc, struct kb_cue *cue, char *wh
 		snprintf(why, whylen, "empty pattern");
 		goto out;
 	}
+	struct kb_slot *kept = own(kb, xmalloc(cue->nslots * sizeof *kept));
+	memcpy(kept, slots, cue->nslots * sizeof *kept);
+	cue->slots = kept;
 	rv = 0;
 out:
 	free(spec);

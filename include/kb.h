@@ -103,7 +103,7 @@ struct kb_cue {
 	bool when_negated; /* "~": counts only when the match is negated */
 	uint16_t index;    /* condition, flag, factor or class index */
 	float weight;
-	struct kb_slot slots[KB_MAX_SLOTS];
+	const struct kb_slot *slots;   /* nslots of them, owned by the KB; kept apart so cues stay small */
 	const char *detail;   /* short phrase naming what was seen, or NULL */
 	const char *file;
 	int line;
