@@ -13,11 +13,11 @@
 #include "responder.h"
 #include "text.h"
 
-#define WCACHE_SIZE 16384u     /* surface word -> term; a power of two */
-#define WCACHE_WORD 24
+#define WCACHE_SIZE 8192u      /* surface word -> term; a power of two */
+#define WCACHE_WORD 19         /* longer words are looked up each time: rare, and it keeps entries at 32 bytes */
 
 struct wcache {
-	uint64_t hash;
+	uint32_t hash;
 	uint32_t term, exact;
 	uint8_t len;
 	char word[WCACHE_WORD];
@@ -150,7 +150,7 @@ correct_typo(const struct responder *r, const char *w, size_t n)
 static uint32_t
 lookup_word(struct responder *r, const char *w, size_t n, bool number, uint32_t *exact)
 {
-	uint64_t h = hash_bytes(w, n);
+	uint32_t h = (uint32_t)hash_bytes(w, n);
 	struct wcache *e = n <= WCACHE_WORD ? &r->cache[h & (WCACHE_SIZE - 1)] : NULL;
 	if (e && e->len == n && e->hash == h && memcmp(e->word, w, n) == 0) {
 		*exact = e->exact;
