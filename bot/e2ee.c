@@ -2194,10 +2194,18 @@ e2ee_req_init(struct e2ee_req *r)
 	buf_init(&r->body);
 }
 
+/* A request body may hold the password (user-interactive auth): wiped before reuse or free. */
+static void
+body_wipe(struct buf *b)
+{
+	if (b->s)
+		explicit_bzero(b->s, b->len);
+}
+
 void
 e2ee_req_free(struct e2ee_req *r)
 {
-	explicit_bzero(r->body.s, r->body.len);
+	body_wipe(&r->body);
 	buf_free(&r->path);
 	buf_free(&r->body);
 }
@@ -2207,7 +2215,7 @@ e2ee_next(struct e2ee *e, enum e2ee_kind k, int64_t now_ms, struct e2ee_req *r)
 {
 	r->put = false;
 	buf_clear(&r->path);
-	explicit_bzero(r->body.s, r->body.len);
+	body_wipe(&r->body);
 	buf_clear(&r->body);
 	switch (k) {
 	case E2EE_KEYS:
