@@ -1,7 +1,7 @@
 """harness.py: what the Matrix suites share: the kneebot process on a config
 in a temp dir, the matrix-nio human, and the "ok - ..." checks.
 
-Imported by tests/matrix_test.py and tests/e2ee_test.py (and the benches)
+Imported by tests/matrix_test.py and tests/matrix_e2ee_test.py (and the benches)
 with tests/matrix on sys.path.  Python standard library and matrix-nio.
 """
 

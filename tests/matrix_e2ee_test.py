@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""e2ee_test.py: kneebot's end-to-end encryption, end to end.
+"""matrix_e2ee_test.py: kneebot's end-to-end encryption, end to end.
 
 The real bot (build/asan/kneebot for the first part, build/kneebot for the
 restarts and crash points) against the homeserver double
