@@ -2088,7 +2088,7 @@ send_dummy(struct e2ee *e, struct crypto_olm *s, const struct store_device *d, i
 		|| store_mark_delete(e->st, MARK_WEDGED, d->curve25519) < 0 ? -1 : 0;
 }
 
-/* A new outbound Olm session from a claimed one-time key whose signature verifies. */
+/* A new outbound Olm session from a claimed one-time key whose signature verifies: 1, 0 when none, -1. */
 static int
 claimed(struct e2ee *e, const struct want *w, const cJSON *keys, int64_t now_ms)
 {
@@ -2125,6 +2125,8 @@ claimed(struct e2ee *e, const struct want *w, const cJSON *keys, int64_t now_ms)
 			rc = olm_store(e, s, &o) < 0 || store_mark_delete(e->st, MARK_NO_OLM, mark.s) < 0 ? -1 : 0;
 		if (rc < 0)
 			log_warnx("%s: no Olm session with device %s of %s: %s", e->name, d.device_id, d.user_id, e->err);
+		else
+			rc = 1;
 		crypto_olm_free(s);
 		if (a) {
 			crypto_account_free(a);
@@ -2142,12 +2144,19 @@ claim_done(struct e2ee *e, long status, const cJSON *j, int64_t now_ms)
 	if (status != 200)
 		log_warnx("%s: /keys/claim refused (%ld %s)", e->name, status, jstr(j, "errcode") ? jstr(j, "errcode") : "");
 	const cJSON *otks = status == 200 ? jobj(j, "one_time_keys") : NULL;
+	int64_t t0 = mono_us();
+	size_t made = 0;
 	bool own;
 	int rc = tx_begin(e, &own) ? 0 : -1;
-	for (size_t i = 0; i < e->nclaiming && rc == 0; i++)
+	for (size_t i = 0; i < e->nclaiming && rc >= 0; i++) {
 		rc = claimed(e, &e->claiming[i], jobj(jobj(otks, e->claiming[i].user_id), e->claiming[i].device_id),
 			now_ms);
-	rc = tx_end(e, own, rc == 0);
+		made += rc == 1;
+	}
+	rc = tx_end(e, own, rc >= 0);
+	if (rc == 0)
+		log_debug("%s: claimed one-time keys of %zu devices: %zu new Olm sessions in %lld us (commit included)",
+			e->name, e->nclaiming, made, (long long)(mono_us() - t0));
 	want_free(e->claiming, e->nclaiming);
 	e->claiming = NULL;
 	e->nclaiming = 0;
