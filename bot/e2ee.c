@@ -2090,7 +2090,7 @@ send_dummy(struct e2ee *e, struct crypto_olm *s, const struct store_device *d, i
 
 /* A new outbound Olm session from a claimed one-time key whose signature verifies: 1, 0 when none, -1. */
 static int
-claimed(struct e2ee *e, const struct want *w, const cJSON *keys, int64_t now_ms)
+claimed(struct e2ee *e, struct crypto_account *a, const struct want *w, const cJSON *keys, int64_t now_ms)
 {
 	struct store_device d;
 	int rc = store_device_get(e->st, w->user_id, w->device_id, &d);
@@ -2109,13 +2109,11 @@ claimed(struct e2ee *e, const struct want *w, const cJSON *keys, int64_t now_ms)
 			rc = store_mark_set(e->st, MARK_DUMMY, d.curve25519, d.user_id, now_ms) < 0
 				|| store_mark_delete(e->st, MARK_WEDGED, d.curve25519) < 0 ? -1 : 0;
 	} else {
-		struct store_account row;
-		struct crypto_account *a = account_load(e, &row);
 		struct crypto_olm *s = NULL;
 		size_t rl = crypto_olm_outbound_random_len();
 		unsigned char *r = rnd(e, rl);
 		char id[CRYPTO_KEY_LEN];
-		rc = a && crypto_olm_outbound(a, d.curve25519, otk, r, rl, &s, e->err) == 0
+		rc = crypto_olm_outbound(a, d.curve25519, otk, r, rl, &s, e->err) == 0
 			&& crypto_olm_id(s, id, e->err) == 0 ? 0 : -1;
 		free(r);
 		if (rc == 0 && w->dummy)
@@ -2128,10 +2126,6 @@ claimed(struct e2ee *e, const struct want *w, const cJSON *keys, int64_t now_ms)
 		else
 			rc = 1;
 		crypto_olm_free(s);
-		if (a) {
-			crypto_account_free(a);
-			store_account_free(&row);
-		}
 	}
 	buf_free(&mark);
 	store_device_free(&d, 1);
@@ -2147,13 +2141,20 @@ claim_done(struct e2ee *e, long status, const cJSON *j, int64_t now_ms)
 	int64_t t0 = mono_us();
 	size_t made = 0;
 	bool own;
-	int rc = tx_begin(e, &own) ? 0 : -1;
+	struct store_account row;
+	/* outbound sessions read the account without changing it: unpickled once for all */
+	struct crypto_account *a = account_load(e, &row);
+	int rc = a && tx_begin(e, &own) ? 0 : -1;
 	for (size_t i = 0; i < e->nclaiming && rc >= 0; i++) {
-		rc = claimed(e, &e->claiming[i], jobj(jobj(otks, e->claiming[i].user_id), e->claiming[i].device_id),
+		rc = claimed(e, a, &e->claiming[i], jobj(jobj(otks, e->claiming[i].user_id), e->claiming[i].device_id),
 			now_ms);
 		made += rc == 1;
 	}
-	rc = tx_end(e, own, rc >= 0);
+	if (a) {
+		rc = tx_end(e, own, rc >= 0);
+		crypto_account_free(a);
+		store_account_free(&row);
+	}
 	if (rc == 0)
 		log_debug("%s: claimed one-time keys of %zu devices: %zu new Olm sessions in %lld us (commit included)",
 			e->name, e->nclaiming, made, (long long)(mono_us() - t0));
