@@ -403,6 +403,56 @@ test_wedged(void)
 	buf_free(&body);
 }
 
+/* Trust on first use: a device that shows other keys later, or keys it did not sign, is refused. */
+static void
+test_tofu(void)
+{
+	const char *changed[] = { CAST_ALICE };
+	struct mx_crypto mc = { .changed = changed, .nchanged = 1, .otk_signed_curve25519 = 50 };
+	store_begin(c.st);
+	e2ee_sync(c.bot, &mc, CAST_NOW, CAST_NOW);
+	store_commit(c.st);
+	struct crypto_account *mallory;
+	size_t rl = crypto_account_random_len();
+	unsigned char *r = cast_rnd(rl);
+	crypto_account_create(r, rl, &mallory, c.err);
+	free(r);
+	cJSON *dk, *bad;
+	crypto_device_keys(mallory, CAST_ALICE, CAST_ALICE_DEV, &dk, c.err);
+	crypto_device_keys(mallory, CAST_ALICE, "NEWDEV", &bad, c.err);
+	cJSON_ReplaceItemInObject(bad, "device_id", cJSON_CreateString("NEWDEV2"));   /* no longer what it signed */
+	cJSON *a = cJSON_CreateObject(), *u = cJSON_AddObjectToObject(cJSON_AddObjectToObject(a, "device_keys"), CAST_ALICE);
+	cJSON_AddItemToObject(u, CAST_ALICE_DEV, dk);
+	cJSON_AddItemToObject(u, "NEWDEV2", bad);
+	char *s = cJSON_PrintUnformatted(a);
+	struct store_device d;
+	T_OK(cast_answer(&c, E2EE_QUERY, s, NULL) == 1 && store_device_get(c.st, CAST_ALICE, CAST_ALICE_DEV, &d) == 1
+		&& strcmp(d.ed25519, c.alice_ed) == 0, "a device that shows other keys later is refused: the first stay pinned");
+	store_device_free(&d, 1);
+	T_OK(store_device_get(c.st, CAST_ALICE, "NEWDEV2", &d) == 0, "device keys that fail their self-signature are ignored");
+	free(s);
+	cJSON_Delete(a);
+	crypto_account_free(mallory);
+}
+
+/* An event whose key never comes is given up after 24 hours. */
+static void
+test_expiry(void)
+{
+	struct crypto_megolm_out *g = cast_megolm(&c);
+	cJSON *m = message("too late"), *ev = cast_room_event(&c, g, CAST_ROOM, CAST_ROOM, "$expired", m);
+	char *body;
+	T_OK(decrypt(ev, CAST_ROOM, &body) == E2EE_IN_WAIT, "an event waits for its key");
+	e2ee_housekeeping(c.bot, CAST_NOW + E2EE_AWAIT_MS + 1000);
+	olm_send("m.room_key", cast_room_key(&c, g, CAST_ROOM), NULL);
+	int before = ready_seen;
+	T_OK(store_begin(c.st) == 0 && e2ee_ready(c.bot, on_ready, NULL) == 0 && store_commit(c.st) == 0
+		&& ready_seen == before, "... and is given up when its key comes after 24 hours");
+	cJSON_Delete(ev);
+	cJSON_Delete(m);
+	crypto_megolm_out_free(g);
+}
+
 int
 main(void)
 {
@@ -413,6 +463,8 @@ main(void)
 	test_receive();
 	test_send();
 	test_wedged();
+	test_tofu();
+	test_expiry();
 	cast_close(&c);
 	T_EXIT();
 }

@@ -498,6 +498,23 @@ async def cross_signed_only(hs, tmp, bot, bot_id, alice, rid):
         f.write(conf.replace("require_cross_signed = yes\n", ""))
 
 
+async def upgrade(hs, tmp, alice):
+    """A store synced without encryption (lazy-loaded members) gets one full sync when encryption is turned on."""
+    old = hs.add_user("oldbot", "botpw", "Old Bot")
+    bot = Bot(tmp, hs, old, name="old").start()
+    rid, joined = await encrypted_room(hs, alice, old)
+    await alice.say(rid, QUESTIONS[0])
+    bot.stop()
+    bot = Bot(tmp, hs, old, name="old", encryption=True).start()
+    hs.wait_for(lambda: bot_device(hs, old), WAIT)
+    await alice.pump(0)
+    q = await alice.say(rid, QUESTIONS[1])
+    rep = await alice.reply_to(hs, old, rid, q)
+    check(joined and "one full sync to learn every member" in bot.log() and isinstance(rep, RoomMessageNotice),
+          "encryption turned on for a store that ran without it: one full sync, then encrypted answers")
+    bot.stop()
+
+
 def config_errors(tmp, hs):
     conf = os.path.join(tmp, "nokey.conf")
     with open(conf, "w") as f:
@@ -560,6 +577,7 @@ async def main():
         peers = [alice, carol]
         config_errors(tmp, hs)
         rid = await part_live(hs, tmp, bot_id, alice, carol)
+        await upgrade(hs, tmp, alice)
         bot = await restart(hs, tmp, bot_id, alice, rid)
         key_file_checks(bot)
         rot = await crash_points(hs, tmp, bot, bot_id, alice)
