@@ -240,8 +240,8 @@ test_crypto_tables(void)
 	free(room);
 
 	struct store_awaiting w = { "$e1", "!r:x", "sess3", "{}", 10, true };
-	struct store_awaiting *v;
-	size_t n;
+	struct store_awaiting *v = NULL;
+	size_t n = 0;
 	T_OK(store_awaiting_put(s, &w) == 0 && store_awaiting_ready(s, &v, &n) == 0 && n == 0,
 		"a parked event is not ready before its key");
 	free(v);
@@ -259,7 +259,7 @@ test_crypto_tables(void)
 	free(eid);
 
 	struct store_megolm_out o = { "!r:x", "out1", "p", 1 };
-	char **rooms;
+	char **rooms = NULL;
 	T_OK(store_megolm_out_put(s, &o) == 0 && store_shared_put(s, "out1", "@b:x", "D", 0) == 0
 		&& store_shared_put(s, "out1", "@c:x", "E", -1) == 0, "an outbound session shared with one device, withheld from one");
 	T_OK(store_shared_rooms(s, "@b:x", "D", &rooms, &n) == 0 && n == 1 && strcmp(rooms[0], "!r:x") == 0,
