@@ -433,16 +433,8 @@ open_account(struct e2ee *e, int64_t now_ms)
 	return rc;
 }
 
-static int64_t
-wall_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
-e2ee_open(struct store *st, const struct e2ee_config *c, struct e2ee **out, struct buf *err)
+e2ee_open(struct store *st, const struct e2ee_config *c, int64_t now_ms, struct e2ee **out, struct buf *err)
 {
 	if (c->key.n < CRYPTO_PICKLE_KEY_MIN) {
 		buf_printf(err, "the pickle key is %zu bytes; it needs at least %d", c->key.n, CRYPTO_PICKLE_KEY_MIN);
@@ -462,7 +454,7 @@ e2ee_open(struct store *st, const struct e2ee_config *c, struct e2ee **out, stru
 		e->hooks.random = default_random;
 	e->otk_count = -1;
 	bool own;
-	int rc = tx_begin(e, &own) ? open_account(e, wall_now_ms()) : E2EE_OPEN_ERROR;
+	int rc = tx_begin(e, &own) ? open_account(e, now_ms) : E2EE_OPEN_ERROR;
 	if (tx_end(e, own, rc == E2EE_OPEN_OK) < 0 && rc == E2EE_OPEN_OK)
 		rc = E2EE_OPEN_ERROR;
 	if (rc != E2EE_OPEN_OK) {

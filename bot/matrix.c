@@ -556,22 +556,6 @@ check_secret(const struct config *c, const struct conf_section *s, struct buf *e
 	return rv;
 }
 
-/* Where the pickle key file is: $CREDENTIALS_DIRECTORY first for a relative name, as config_read_secret looks. */
-static char *
-pickle_key_path(const struct config *c, const char *path)
-{
-	const char *creds = getenv("CREDENTIALS_DIRECTORY");
-	if (path[0] != '/' && creds && *creds) {
-		struct buf b;
-		buf_init(&b);
-		buf_printf(&b, "%s/%s", creds, path);
-		if (access(b.s, F_OK) == 0)
-			return buf_take(&b);
-		buf_free(&b);
-	}
-	return config_path(c, path);
-}
-
 /* The pickle key as read: at least CRYPTO_PICKLE_KEY_MIN bytes; the caller wipes and frees it. */
 static int
 read_pickle_key(const struct config *c, const char *path, char **key, size_t *len, struct buf *err)
@@ -606,7 +590,7 @@ check_pickle_key(const struct config *c, const struct conf_section *s, struct bu
 			"key that protects the bot's encryption keys on disk; or set encryption = no");
 		rv = -1;
 	} else if (enc) {
-		char *full = pickle_key_path(c, pk), *key = NULL;
+		char *full = config_secret_path(c, pk), *key = NULL;
 		size_t len = 0;
 		buf_clear(&e);
 		if (access(full, F_OK) == 0 && read_pickle_key(c, pk, &key, &len, &e) < 0) {
@@ -1077,6 +1061,19 @@ auth_retry_slowly(struct matrix *m, enum auth_step step)
 	lane_wait(m, LANE_AUTH, matrix_backoff_ms(16, rnd01(m)));
 }
 
+/* Forgets the token (and with new_device the device id: the server then makes a new one) and logs in. */
+static void
+login_again(struct matrix *m, bool new_device)
+{
+	if (new_device) {
+		set_str(&m->device_id, NULL);
+		store_meta_set(m->store, "device_id", NULL);
+	}
+	forget_token(m);
+	store_meta_set(m->store, "access_token", NULL);
+	auth_step(m, AUTH_LOGIN);
+}
+
 static void
 auth_lost(struct matrix *m, const struct mx_error *e)
 {
@@ -1088,18 +1085,13 @@ auth_lost(struct matrix *m, const struct mx_error *e)
 		auth_retry_slowly(m, AUTH_WHOAMI);
 		return;
 	}
-	if (e->soft_logout) {
+	if (e->soft_logout)
 		log_notice("%s: session expired (soft logout): logging in again as device %s", m->t->name,
 			m->device_id ? m->device_id : "(new)");
-	} else {
+	else
 		log_warnx("%s: LOGGED OUT by the server (%s): logging in as a NEW device; "
 			"encrypted history for the old device is lost", m->t->name, e->errcode);
-		set_str(&m->device_id, NULL);
-		store_meta_set(m->store, "device_id", NULL);
-	}
-	forget_token(m);
-	store_meta_set(m->store, "access_token", NULL);
-	auth_step(m, AUTH_LOGIN);
+	login_again(m, !e->soft_logout);
 }
 
 static void
@@ -1528,7 +1520,7 @@ crypto_notice(void *arg, const char *room_id, const char *mention, const char *t
 static int
 create_pickle_key(struct matrix *m, const char *path, struct buf *err)
 {
-	char *full = pickle_key_path(m->t->config, path);
+	char *full = config_secret_path(m->t->config, path);
 	int fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST) {
 		free(full);
@@ -1612,13 +1604,8 @@ crypto_start_over(struct matrix *m, const char *why)
 	}
 	log_err("%s: %s (pickle_key_file lost or changed?): all encryption state is forgotten and the bot logs "
 		"in as a NEW device; members' clients will have to trust it again", m->t->name, why);
-	if (e2ee_forget_all(m->store) < 0)
-		return;
-	set_str(&m->device_id, NULL);
-	store_meta_set(m->store, "device_id", NULL);
-	forget_token(m);
-	store_meta_set(m->store, "access_token", NULL);
-	auth_step(m, AUTH_LOGIN);
+	if (e2ee_forget_all(m->store) == 0)
+		login_again(m, true);
 }
 
 /* Opens the encryption state of our (possibly new) device; logs its fingerprint. */
@@ -1638,7 +1625,7 @@ crypto_start(struct matrix *m)
 	struct buf err, fp;
 	buf_init(&err);
 	buf_init(&fp);
-	int rc = e2ee_open(m->store, &c, &m->e2ee, &err);
+	int rc = e2ee_open(m->store, &c, wall_ms(), &m->e2ee, &err);
 	if (rc == E2EE_OPEN_BAD_KEY) {
 		crypto_start_over(m, err.s);
 	} else if (rc < 0) {

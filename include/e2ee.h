@@ -76,7 +76,7 @@ enum e2ee_open_result {
  * fallback key) and commits it.  State of another device id (an earlier
  * login) is forgotten first: its keys were not ours any more.
  */
-int e2ee_open(struct store *st, const struct e2ee_config *c, struct e2ee **out, struct buf *err);
+int e2ee_open(struct store *st, const struct e2ee_config *c, int64_t now_ms, struct e2ee **out, struct buf *err);
 void e2ee_free(struct e2ee *e);
 /* Forgets all crypto state (a lost pickle key: the next login is a new device). */
 int e2ee_forget_all(struct store *st);

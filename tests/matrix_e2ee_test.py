@@ -14,19 +14,17 @@ import base64
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "matrix"))
 
 from homeserver import Homeserver  # noqa: E402
-from harness import QUESTIONS, WAIT, Bot, bots, check, failed, human  # noqa: E402
+from harness import QUESTIONS, WAIT, Bot, bots, call, check, failed, finish, human  # noqa: E402
 
 import olm  # noqa: E402
 from nio import MegolmEvent, RoomMessageNotice  # noqa: E402
@@ -129,14 +127,6 @@ def verifies(obj, user, key_id, key):
         return True
     except olm.OlmVerifyError:
         return False
-
-
-def call(hs, token, method, path, body=None):
-    req = urllib.request.Request(hs.url + "/_matrix/client/v3" + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    req.add_header("Authorization", "Bearer " + token)
-    return json.loads(urllib.request.urlopen(req).read())
 
 
 def bot_device(hs, bot):
@@ -455,7 +445,7 @@ async def one_time_keys(hs, tmp, bot, bot_id, alice, rid):
     old_fb = hs.fallback_state(bot_id, dev)
     hs.fault(user=bot_id, path="/keys/upload", kind="429", count=100000, retry_after_ms=300)
     carol_tok = [t for t, w in hs.tokens.items() if w[0] == "@carol:localhost"][0]
-    claimed = [call(hs, carol_tok, "POST", "/keys/claim", {"one_time_keys": {bot_id: {dev: "signed_curve25519"}}})
+    claimed = [call(hs, "POST", "/keys/claim", {"one_time_keys": {bot_id: {dev: "signed_curve25519"}}}, carol_tok)
                ["one_time_keys"][bot_id][dev] for _ in range(50)]
     check(all(not list(c.values())[0].get("fallback") for c in claimed) and hs.otk_count(bot_id, dev) == 0,
           "8: 50 claims take every one-time key")
@@ -590,17 +580,7 @@ async def main():
         for p in peers:
             await p.c.close()
         hs.stop()
-        if failed():
-            for f in os.listdir(tmp):
-                if f.startswith("bot-") and f.endswith(".log"):
-                    print("# --- %s (last lines)" % f)
-                    with open(os.path.join(tmp, f), errors="replace") as fh:
-                        for line in fh.read().splitlines()[-40:]:
-                            print("# " + line)
-        if failed() and os.environ.get("KNEEBOT_KEEP_TMP"):
-            print("# kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp, 40)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from homeserver import Homeserver  # noqa: E402
 from nio import RoomMessageNotice, RoomVisibility  # noqa: E402
 
 from harness import (CHATTER, QUESTION, QUESTIONS, WAIT, Bot, bot_replies, bots, check, failed,  # noqa: E402
-                     human, new_room, say, wait_reply)
+                     finish, human, new_room, say, wait_reply)
 
 async def part_behaviour(hs, tmp, bot_id, alice, carol, otherbot):
     """Invites, answers, silence, typing, receipts, DMs; the ASan build."""
@@ -398,17 +396,7 @@ async def main():
         for c in clients:
             await c.close()
         hs.stop()
-        if failed():
-            for f in os.listdir(tmp):
-                if f.startswith("bot-") and f.endswith(".log"):
-                    print("# --- %s (last lines)" % f)
-                    with open(os.path.join(tmp, f), errors="replace") as fh:
-                        for line in fh.read().splitlines()[-25:]:
-                            print("# " + line)
-        if failed() and os.environ.get("KNEEBOT_KEEP_TMP"):
-            print("# kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp)
 
 
 if __name__ == "__main__":

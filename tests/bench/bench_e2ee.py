@@ -15,7 +15,6 @@
 """
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -24,26 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "matrix"))
 from homeserver import Homeserver  # noqa: E402
-from harness import QUESTIONS, Bot, human  # noqa: E402
+from harness import QUESTIONS, Bot, call, human  # noqa: E402
 
 import olm  # noqa: E402
 from nio.api import Api  # noqa: E402
 
 ENC = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
-
-
-def call(hs, method, path, body=None, token=None):
-    req = urllib.request.Request(hs.url + "/_matrix/client/v3" + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    return json.loads(urllib.request.urlopen(req).read())
 
 
 def signed(acct, user, dev, obj):

@@ -307,7 +307,7 @@ cast_open(struct cast *c)
 	}
 	struct e2ee_config cf = { "cast", CAST_BOT, CAST_DEV, { key, sizeof key }, false,
 		{ c, cast_random, NULL, cast_notice, NULL } };
-	if (e2ee_open(c->st, &cf, &c->bot, &err) != E2EE_OPEN_OK) {
+	if (e2ee_open(c->st, &cf, CAST_NOW, &c->bot, &err) != E2EE_OPEN_OK) {
 		fprintf(stderr, "e2ee cast: %s\n", err.s);
 		buf_free(&err);
 		return -1;
@@ -328,6 +328,32 @@ cast_open(struct cast *c)
 	if (rc < 0 || !(c->alice_megolm = cast_megolm(c)) || crypto_megolm_out_id(c->alice_megolm, c->alice_session, c->err) < 0)
 		return cast_fail(c, "alice's sessions");
 	return 0;
+}
+
+/* Fuzzers: quiet logs, the cast, removed again at exit. */
+static inline void
+cast_fuzz_open(struct cast *c, void (*close_at_exit)(void))
+{
+	log_init(LOG_LVL_ERR, "fuzz");
+	if (cast_open(c) < 0)
+		abort();
+	atexit(close_at_exit);
+}
+
+/* Fuzzers: writes DIR/NAME with the JSON of item (taken), a seed of the corpus. */
+static inline void
+cast_seed(const char *dir, const char *name, cJSON *item)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	char *s = cJSON_PrintUnformatted(item);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs(s, f);
+		fclose(f);
+	}
+	free(s);
+	cJSON_Delete(item);
 }
 
 #endif

@@ -27,38 +27,23 @@ close_cast(void)
 }
 
 static void
-seed(const char *dir, const char *name, cJSON *ev)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	char *s = cJSON_PrintUnformatted(ev);
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fputs(s, f);
-		fclose(f);
-	}
-	free(s);
-	cJSON_Delete(ev);
-}
-
-static void
 write_seeds(const char *dir)
 {
 	cJSON *m = cJSON_Parse("{\"msgtype\":\"m.text\",\"body\":\"my knee hurts when I run\"}");
-	seed(dir, "question", cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM, "$q0", m));
+	cast_seed(dir, "question", cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM, "$q0", m));
 	cJSON *reply = cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM, "$q1", m);
 	cJSON_AddItemToObject(cJSON_GetObjectItem(reply, "content"), "m.relates_to",
 		cJSON_Parse("{\"m.in_reply_to\":{\"event_id\":\"$answer\"}}"));
-	seed(dir, "reply", reply);
-	seed(dir, "payload_other_room", cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM2, "$q2", m));
+	cast_seed(dir, "reply", reply);
+	cast_seed(dir, "payload_other_room", cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM2, "$q2", m));
 	cJSON *moved = cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM, "$q3", m);
 	cJSON_ReplaceItemInObject(moved, "room_id", cJSON_CreateString(CAST_ROOM2));
-	seed(dir, "moved", moved);
+	cast_seed(dir, "moved", moved);
 	cJSON *other = cast_room_event(&c, c.alice_megolm, CAST_ROOM, CAST_ROOM, "$q4", m);
 	cJSON_ReplaceItemInObject(other, "sender", cJSON_CreateString("@mallory:example.org"));
-	seed(dir, "other_sender", other);
+	cast_seed(dir, "other_sender", other);
 	struct crypto_megolm_out *g = cast_megolm(&c);
-	seed(dir, "unknown_session", cast_room_event(&c, g, CAST_ROOM, CAST_ROOM, "$q5", m));
+	cast_seed(dir, "unknown_session", cast_room_event(&c, g, CAST_ROOM, CAST_ROOM, "$q5", m));
 	crypto_megolm_out_free(g);
 	cJSON_Delete(m);
 }
@@ -68,10 +53,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_init(LOG_LVL_ERR, "fuzz");
-	if (cast_open(&c) < 0)
-		abort();
-	atexit(close_cast);
+	cast_fuzz_open(&c, close_cast);
 	cJSON *key = cast_room_key(&c, c.alice_megolm, CAST_ROOM), *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, cast_olm_event(&c, "m.room_key", key, NULL));
 	int rc = cast_sync(&c, arr, true);

@@ -26,21 +26,6 @@ close_cast(void)
 	cast_close(&c);
 }
 
-static void
-seed(const char *dir, const char *name, cJSON *events)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	char *s = cJSON_PrintUnformatted(events);
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fputs(s, f);
-		fclose(f);
-	}
-	free(s);
-	cJSON_Delete(events);
-}
-
 static cJSON *
 one(cJSON *ev)
 {
@@ -53,21 +38,21 @@ static void
 write_seeds(const char *dir)
 {
 	cJSON *key = cast_room_key(&c, c.alice_megolm, CAST_ROOM), *empty = cJSON_CreateObject();
-	seed(dir, "room_key", one(cast_olm_event(&c, "m.room_key", key, NULL)));
-	seed(dir, "dummy", one(cast_olm_event(&c, "m.dummy", empty, NULL)));
-	seed(dir, "wrong_recipient", one(cast_olm_event(&c, "m.room_key", key, c.alice_ed)));
+	cast_seed(dir, "room_key", one(cast_olm_event(&c, "m.room_key", key, NULL)));
+	cast_seed(dir, "dummy", one(cast_olm_event(&c, "m.dummy", empty, NULL)));
+	cast_seed(dir, "wrong_recipient", one(cast_olm_event(&c, "m.room_key", key, c.alice_ed)));
 	cJSON *two = cJSON_CreateArray();
 	cJSON_AddItemToArray(two, cast_olm_event(&c, "m.room_key", key, NULL));
 	cJSON_AddItemToArray(two, cast_olm_event(&c, "m.dummy", empty, NULL));
-	seed(dir, "two", two);
+	cast_seed(dir, "two", two);
 	cJSON *plain = cJSON_CreateObject();
 	cJSON_AddStringToObject(plain, "type", "m.room_key");
 	cJSON_AddStringToObject(plain, "sender", CAST_ALICE);
 	cJSON_AddItemToObject(plain, "content", cJSON_Duplicate(key, true));
-	seed(dir, "unencrypted_room_key", one(plain));
+	cast_seed(dir, "unencrypted_room_key", one(plain));
 	cJSON *wh = cJSON_Parse("{\"type\":\"m.room_key.withheld\",\"sender\":\"" CAST_ALICE "\",\"content\":"
 		"{\"algorithm\":\"m.megolm.v1.aes-sha2\",\"room_id\":\"" CAST_ROOM "\",\"code\":\"m.unverified\"}}");
-	seed(dir, "withheld", one(wh));
+	cast_seed(dir, "withheld", one(wh));
 	cJSON_Delete(key);
 	cJSON_Delete(empty);
 }
@@ -77,10 +62,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_init(LOG_LVL_ERR, "fuzz");
-	if (cast_open(&c) < 0)
-		abort();
-	atexit(close_cast);
+	cast_fuzz_open(&c, close_cast);
 	const char *dir = getenv("FUZZ_E2EE_SEEDS");
 	if (dir) {
 		write_seeds(dir);

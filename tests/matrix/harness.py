@@ -5,9 +5,12 @@ Imported by tests/matrix_test.py and tests/matrix_e2ee_test.py (and the benches)
 with tests/matrix on sys.path.  Python standard library and matrix-nio.
 """
 
+import json
 import os
+import shutil
 import signal
 import subprocess
+import urllib.request
 
 from nio import AsyncClient, AsyncClientConfig
 
@@ -37,6 +40,32 @@ def check(cond, what):
 
 def failed():
     return failures
+
+
+def finish(tmp, lines=25):
+    """After a suite: the bots' last log lines when something failed, then the temp dir goes
+    (KNEEBOT_KEEP_TMP keeps it after a failure)."""
+    if failures:
+        for f in sorted(os.listdir(tmp)):
+            if f.startswith("bot-") and f.endswith(".log"):
+                print("# --- %s (last lines)" % f)
+                with open(os.path.join(tmp, f), errors="replace") as fh:
+                    for line in fh.read().splitlines()[-lines:]:
+                        print("# " + line)
+    if failures and os.environ.get("KNEEBOT_KEEP_TMP"):
+        print("# kept %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def call(hs, method, path, body=None, token=None):
+    """One client-server request to the double, as a client without a library would make it."""
+    req = urllib.request.Request(hs.url + "/_matrix/client/v3" + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    return json.loads(urllib.request.urlopen(req).read())
 
 
 class Bot:
