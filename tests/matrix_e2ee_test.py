@@ -438,6 +438,32 @@ async def crash_points(hs, tmp, bot, bot_id, alice):
     return rid
 
 
+async def faults(hs, bot, bot_id, alice, rot):
+    """Rate limits and lost answers on the key path: one delivery per to-device txnId; soft logout keeps the device."""
+    dev = bot_device(hs, bot_id)
+    hs.fault(user=bot_id, path="/sendToDevice", kind="429", count=2, retry_after_ms=200)
+    hs.fault(user=bot_id, path="/sendToDevice", kind="process_then_500", count=1)
+    hs.fault(user=bot_id, path="/keys/query", kind="500", count=1)
+    mark = len(hs.to_device_log)
+    with hs.cond:
+        hs._device_changed(alice.user_id)   # device_lists.changed: a query before the next share
+    q = await alice.say(rot, QUESTIONS[2])
+    rep = await alice.reply_to(hs, bot_id, rot, q, 30)
+    with hs.cond:
+        keys = [x for x in hs.to_device_log[mark:] if x[0] == bot_id and x[2] == alice.user_id]
+        spent = all(f["count"] == 0 for f in hs.faults)
+    check(isinstance(rep, RoomMessageNotice) and len(keys) == 1 and spent,
+          "429s and a lost answer on sendToDevice, a 500 on keys/query: the key reaches the member once, "
+          "and the answer is read (%d deliveries)" % len(keys))
+    hs.invalidate_tokens(bot_id, soft_logout=True)
+    q = await alice.say(rot, QUESTIONS[3])
+    rep = await alice.reply_to(hs, bot_id, rot, q, 30)
+    with hs.cond:
+        last = [x for x in hs.logins if x[0] == bot_id][-1]
+    check(isinstance(rep, RoomMessageNotice) and last[1] == dev and last[2] == dev and bot_device(hs, bot_id) == dev,
+          "soft logout: logged in again as the same device, its encryption keys kept")
+
+
 async def one_time_keys(hs, tmp, bot, bot_id, alice, rid):
     """Test 8: one-time keys kept at 50; exhaustion falls back to the fallback key, which is replaced."""
     dev = bot_device(hs, bot_id)
@@ -571,6 +597,7 @@ async def main():
         bot = await restart(hs, tmp, bot_id, alice, rid)
         key_file_checks(bot)
         rot = await crash_points(hs, tmp, bot, bot_id, alice)
+        await faults(hs, bot, bot_id, alice, rot)
         await one_time_keys(hs, tmp, bot, bot_id, alice, rid)
         await cross_signed_only(hs, tmp, bot, bot_id, alice, rot)
         await lost_key(hs, tmp, bot, bot_id, alice, rid)
