@@ -1220,11 +1220,11 @@ room_key(struct e2ee *e, const char *sender, const char *sender_key, const char 
 		log_warnx("%s: room key from %s refused: %s", e->name, sender, why ? why : e->err);
 		return 0;
 	}
-	int rc = crypto_megolm_in_id(g, id, e->err);
+	int rc = 0;   /* -1 only when the store failed: a bad key is refused, not a reason to replay the batch */
 	uint32_t first = crypto_megolm_in_first_index(g);
 	struct store_megolm_in old = { 0 };
 	char *elsewhere = NULL;
-	if (rc < 0 || strcmp(id, k.session_id) != 0) {
+	if (crypto_megolm_in_id(g, id, e->err) < 0 || strcmp(id, k.session_id) != 0) {
 		why = "its session_id is not the session's";
 	} else if ((rc = store_megolm_in_get(e->st, k.room_id, k.session_id, &old)) == 1) {
 		if (!streq(old.sender_key, sender_key) || !streq(old.sender, sender))
@@ -1235,12 +1235,12 @@ room_key(struct e2ee *e, const char *sender, const char *sender_key, const char 
 		why = "the session belongs to another room";
 	}
 	char *p = NULL;
+	if (rc >= 0 && !why && crypto_megolm_in_pickle(g, pkey(e), &p, e->err) < 0)
+		why = e->err;
 	if (rc >= 0 && !why) {
-		rc = crypto_megolm_in_pickle(g, pkey(e), &p, e->err);
 		struct store_megolm_in m = { (char *)k.room_id, (char *)k.session_id, (char *)sender, (char *)sender_key,
 			(char *)ed, verified, first, p, now_ms };
-		if (rc == 0)
-			rc = store_megolm_in_put(e->st, &m);
+		rc = store_megolm_in_put(e->st, &m);
 		if (rc == 0)
 			log_info("%s: room key for %s from %s (session %.8s, from index %u%s)", e->name, k.room_id, sender,
 				k.session_id, first, verified ? "" : ", device not known yet");
