@@ -34,6 +34,7 @@ OBJS += compose.o
 OBJS += config.o
 OBJS += console.o
 OBJS += crypto.o
+OBJS += e2ee.o
 OBJS += http.o
 OBJS += irc.o
 OBJS += irc_conf.o

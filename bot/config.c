@@ -512,22 +512,26 @@ config_load(const char *path, struct config **out, struct buf *err)
 	return 0;
 }
 
-int
-config_read_secret(const struct config *c, const char *path, char **out, size_t *len, struct buf *err)
+char *
+config_secret_path(const struct config *c, const char *path)
 {
-	char *full = NULL;
 	const char *creds = getenv("CREDENTIALS_DIRECTORY");
 	if (path[0] != '/' && creds && *creds) {
 		struct buf b;
 		buf_init(&b);
 		buf_printf(&b, "%s/%s", creds, path);
 		if (access(b.s, R_OK) == 0)
-			full = buf_take(&b);
-		else
-			buf_free(&b);
+			return buf_take(&b);
+		buf_free(&b);
 	}
-	if (!full)
-		full = config_path(c, path);
+	return config_path(c, path);
+}
+
+int
+config_read_secret(const struct config *c, const char *path, char **out, size_t *len, struct buf *err)
+{
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	char *full = config_secret_path(c, path);
 	int fd = open(full, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		buf_printf(err, "cannot open secret file %s: %s", full, strerror(errno));

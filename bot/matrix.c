@@ -10,13 +10,17 @@
  * COMMIT replays the batch and a crash after it resends the same txnIds:
  * nothing is lost and the server drops the second copy.
  *
- * End-to-end encryption (next) slots in at three functions and nowhere
- * else: incoming_event() (every room event, to be decrypted),
- * outgoing_seal() (every room message, to be encrypted and re-stored
+ * End-to-end encryption (e2ee.h) comes in at three functions and nowhere
+ * else: incoming_event() (every room event is decrypted there),
+ * outgoing_seal() (every room message is encrypted and re-stored there
  * before its PUT) and crypto_sync() (to-device events, device lists and
- * one-time key counts of each batch).
+ * one-time key counts of each batch); its requests run on lanes of their
+ * own (keys, query, claim, to-device) so that sharing keys never waits
+ * behind a sync or a rate-limited send.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +33,7 @@
 #include "bot.h"
 #include "buf.h"
 #include "config.h"
+#include "e2ee.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -57,14 +62,19 @@
 #define CATCH_UP_DEFAULT_S 21600         /* answer what was missed while down, up to 6 h old */
 #define CUT_NOTE "\n[cut: too long for one Matrix message]"
 
-/* Only what the bot uses: messages and the state that says who is in a room. */
-static const char sync_filter[] =
-	"{\"room\":{\"timeline\":{\"limit\":50,\"types\":[\"m.room.message\",\"m.room.encrypted\","
-	"\"m.room.member\",\"m.room.encryption\"]},"
-	"\"state\":{\"lazy_load_members\":true,\"types\":[\"m.room.member\",\"m.room.encryption\","
-	"\"m.room.create\"]},"
-	"\"ephemeral\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}},"
-	"\"presence\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}";
+/*
+ * Only what the bot uses: messages and the state that says who is in a
+ * room.  Members are lazy-loaded unless encryption is on: room keys go to
+ * every member's devices, so then the bot must know every member.
+ */
+#define SYNC_FILTER(LAZY) \
+	"{\"room\":{\"timeline\":{\"limit\":50,\"types\":[\"m.room.message\",\"m.room.encrypted\"," \
+	"\"m.room.member\",\"m.room.encryption\"]}," \
+	"\"state\":{\"lazy_load_members\":" LAZY ",\"types\":[\"m.room.member\",\"m.room.encryption\"," \
+	"\"m.room.create\"]}," \
+	"\"ephemeral\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}," \
+	"\"presence\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}"
+static const char *const sync_filters[2] = { SYNC_FILTER("true"), SYNC_FILTER("false") };
 
 /* ---------- pure parts: JSON to values ---------- */
 
@@ -546,6 +556,57 @@ check_secret(const struct config *c, const struct conf_section *s, struct buf *e
 	return rv;
 }
 
+/* The pickle key as read: at least CRYPTO_PICKLE_KEY_MIN bytes; the caller wipes and frees it. */
+static int
+read_pickle_key(const struct config *c, const char *path, char **key, size_t *len, struct buf *err)
+{
+	if (config_read_secret(c, path, key, len, err) < 0)
+		return -1;
+	if (*len >= CRYPTO_PICKLE_KEY_MIN)
+		return 0;
+	buf_printf(err, "pickle key file %s holds %zu bytes; it needs at least %d (for instance head -c 32 "
+		"/dev/urandom > FILE)", path, *len, CRYPTO_PICKLE_KEY_MIN);
+	explicit_bzero(*key, *len);
+	free(*key);
+	*key = NULL;
+	return -1;
+}
+
+/* encryption = yes needs a pickle key; an existing file must hold one (a missing one is made at start). */
+static int
+check_pickle_key(const struct config *c, const struct conf_section *s, struct buf *err)
+{
+	bool enc = true;
+	struct buf e;
+	buf_init(&e);
+	conf_bool(s, "encryption", true, &enc, NULL, &e);
+	const char *pk = conf_get(s, "pickle_key_file");
+	int rv = 0;
+	if (pk && !*pk) {
+		conf_error(err, c->path, s, "pickle_key_file", "pickle_key_file: expected a file name");
+		rv = -1;
+	} else if (enc && !pk) {
+		conf_error(err, c->path, s, "encryption", "encryption = yes (the default) needs pickle_key_file, the "
+			"key that protects the bot's encryption keys on disk; or set encryption = no");
+		rv = -1;
+	} else if (enc) {
+		char *full = config_secret_path(c, pk), *key = NULL;
+		size_t len = 0;
+		buf_clear(&e);
+		if (access(full, F_OK) == 0 && read_pickle_key(c, pk, &key, &len, &e) < 0) {
+			conf_error(err, c->path, s, "pickle_key_file", "%s", e.s);
+			rv = -1;
+		}
+		if (key) {
+			explicit_bzero(key, len);
+			free(key);
+		}
+		free(full);
+	}
+	buf_free(&e);
+	return rv;
+}
+
 static int
 check_overrides(const struct config *c, const struct conf_section *s, struct buf *err)
 {
@@ -602,11 +663,7 @@ matrix_validate(const struct config *c, const struct conf_section *s, struct buf
 	bad |= check_list(c, s, "auto_join_from", is_inviter, "a user id (@user:server) or a server name", err);
 	bad |= check_list(c, s, "rooms", is_room_ref, "a room id (!id:server) or alias (#name:server)", err);
 	bad |= check_list(c, s, "admins", is_user_id, "a Matrix user id (@user:server)", err);
-	const char *pk = conf_get(s, "pickle_key_file");
-	if (pk && !*pk) {
-		conf_error(err, c->path, s, "pickle_key_file", "pickle_key_file: expected a file name");
-		bad = -1;
-	}
+	bad |= check_pickle_key(c, s, err);
 	bad |= check_overrides(c, s, err);
 	bad |= check_secret(c, s, err);
 	return bad ? -1 : 0;
@@ -614,7 +671,11 @@ matrix_validate(const struct config *c, const struct conf_section *s, struct buf
 
 /* ---------- the transport ---------- */
 
-enum lane_id { LANE_AUTH, LANE_SYNC, LANE_OUT, LANE_EPH, LANE_COUNT };
+enum lane_id {
+	LANE_AUTH, LANE_SYNC, LANE_OUT, LANE_EPH,
+	LANE_KEYS, LANE_QUERY, LANE_CLAIM, LANE_TODEVICE,   /* end-to-end encryption, one e2ee_kind each */
+	LANE_COUNT
+};
 
 /* Login is a chain of requests on the auth lane; the other lanes wait for READY. */
 enum auth_step { AUTH_WHOAMI, AUTH_FLOWS, AUTH_LOGIN, AUTH_PROFILE, AUTH_READY };
@@ -663,11 +724,12 @@ struct eph_job {
  * yet a send in flight may still finish (and want typing and receipts).
  */
 struct settings {
-	bool typing, receipts, auto_join, encryption;
+	bool typing, receipts, auto_join, encryption, require_cross_signed;
 	char **join_from;
 	size_t njoin_from;
 	long catch_up_s;
 	char *nick;
+	char *pickle_key_file;
 };
 
 struct matrix {
@@ -694,6 +756,13 @@ struct matrix {
 	uint64_t rnd;
 	int64_t history_before_ms;
 	bool warned_encrypted;
+	/* end-to-end encryption */
+	struct e2ee *e2ee;           /* NULL with encryption = no, or until logged in */
+	char *pickle_key;
+	size_t pickle_key_len;
+	bool full_state;             /* this sync starts over without since, to learn every member */
+	bool seal_waiting;           /* the send lane waits for keys to be shared */
+	int64_t sync_sent_ms;        /* when the sync in flight was sent (stale one-time key counts) */
 };
 
 struct apply {
@@ -710,15 +779,24 @@ static void run_auth(struct matrix *m);
 static void run_sync(struct matrix *m);
 static void run_out(struct matrix *m);
 static void run_eph(struct matrix *m);
+static void run_keys(struct matrix *m);
+static void run_query(struct matrix *m);
+static void run_claim(struct matrix *m);
+static void run_todevice(struct matrix *m);
 
 static const struct {
 	const char *name;
 	void (*run)(struct matrix *m);
+	enum e2ee_kind kind;          /* crypto lanes */
 } lane_info[LANE_COUNT] = {
-	[LANE_AUTH] = { "login", run_auth },
-	[LANE_SYNC] = { "sync", run_sync },
-	[LANE_OUT] = { "send", run_out },
-	[LANE_EPH] = { "typing/receipts", run_eph },
+	[LANE_AUTH] = { "login", run_auth, 0 },
+	[LANE_SYNC] = { "sync", run_sync, 0 },
+	[LANE_OUT] = { "send", run_out, 0 },
+	[LANE_EPH] = { "typing/receipts", run_eph, 0 },
+	[LANE_KEYS] = { "key upload", run_keys, E2EE_KEYS },
+	[LANE_QUERY] = { "key query", run_query, E2EE_QUERY },
+	[LANE_CLAIM] = { "key claim", run_claim, E2EE_CLAIM },
+	[LANE_TODEVICE] = { "to-device send", run_todevice, E2EE_TO_DEVICE },
 };
 
 static int64_t
@@ -794,6 +872,7 @@ settings_free(struct settings *st)
 {
 	strv_free(st->join_from, st->njoin_from);
 	free(st->nick);
+	free(st->pickle_key_file);
 	memset(st, 0, sizeof *st);
 }
 
@@ -808,6 +887,9 @@ settings_read(struct matrix *m)
 	st->receipts = conf_flag(t, "read_receipts", true);
 	st->auto_join = conf_flag(t, "auto_join", true);
 	st->encryption = conf_flag(t, "encryption", true);
+	st->require_cross_signed = conf_flag(t, "require_cross_signed", false);
+	const char *pk = conf_get(t->conf, "pickle_key_file");
+	st->pickle_key_file = pk ? xstrdup(pk) : NULL;
 	st->njoin_from = strv_split(conf_get(t->conf, "auto_join_from"), &st->join_from);
 	st->catch_up_s = conf_net_long(t->config, t->conf, "catch_up_s", CATCH_UP_DEFAULT_S);
 	st->nick = xstrdup(t->config->bot.nick);
@@ -816,6 +898,7 @@ settings_read(struct matrix *m)
 /* ---------- lanes: requests, backoff, login pauses ---------- */
 
 static void auth_lost(struct matrix *m, const struct mx_error *e);
+static void crypto_start(struct matrix *m);
 
 static void
 on_response(const struct http_resp *resp, void *arg)
@@ -978,6 +1061,19 @@ auth_retry_slowly(struct matrix *m, enum auth_step step)
 	lane_wait(m, LANE_AUTH, matrix_backoff_ms(16, rnd01(m)));
 }
 
+/* Forgets the token (and with new_device the device id: the server then makes a new one) and logs in. */
+static void
+login_again(struct matrix *m, bool new_device)
+{
+	if (new_device) {
+		set_str(&m->device_id, NULL);
+		store_meta_set(m->store, "device_id", NULL);
+	}
+	forget_token(m);
+	store_meta_set(m->store, "access_token", NULL);
+	auth_step(m, AUTH_LOGIN);
+}
+
 static void
 auth_lost(struct matrix *m, const struct mx_error *e)
 {
@@ -989,24 +1085,23 @@ auth_lost(struct matrix *m, const struct mx_error *e)
 		auth_retry_slowly(m, AUTH_WHOAMI);
 		return;
 	}
-	if (e->soft_logout) {
+	if (e->soft_logout)
 		log_notice("%s: session expired (soft logout): logging in again as device %s", m->t->name,
 			m->device_id ? m->device_id : "(new)");
-	} else {
+	else
 		log_warnx("%s: LOGGED OUT by the server (%s): logging in as a NEW device; "
 			"encrypted history for the old device is lost", m->t->name, e->errcode);
-		set_str(&m->device_id, NULL);
-		store_meta_set(m->store, "device_id", NULL);
-	}
-	forget_token(m);
-	store_meta_set(m->store, "access_token", NULL);
-	auth_step(m, AUTH_LOGIN);
+	login_again(m, !e->soft_logout);
 }
 
 static void
 on_ready(struct matrix *m)
 {
 	m->auth = AUTH_READY;
+	if (!m->e2ee || !m->device_id || strcmp(e2ee_device_id(m->e2ee), m->device_id) != 0)
+		crypto_start(m);
+	if (m->auth != AUTH_READY)
+		return;   /* a lost pickle key: logging in as a new device first */
 	log_info("%s: logged in as %s (device %s)%s", m->t->name, m->user_id, m->device_id ? m->device_id : "?",
 		m->since ? "" : "; first sync: existing history will not be answered");
 	if (!m->ready_once) {
@@ -1306,54 +1401,313 @@ queue_out(struct matrix *m, const char *kind, const char *room, const char *type
 	return 0;
 }
 
-/* ---------- end-to-end encryption hooks (issue 5 fills these in) ---------- */
+/* ---------- end-to-end encryption: the three hooks ---------- */
 
 /*
  * Every room event of a joined room passes here before anything else looks
- * at it.  Plain events come back as they are; m.room.encrypted will be
- * decrypted into *plain (with the replay and room checks) or parked until
- * its key arrives.  Runs inside the batch transaction.
+ * at it.  Plain events come back as they are; m.room.encrypted is decrypted
+ * into *plain (borrowing from *tree, which the caller frees) with the
+ * replay, room and sender checks, or parked until its key arrives (answer:
+ * whether it will be answered then).  Runs inside the batch transaction.
  */
 static enum incoming
-incoming_event(struct matrix *m, struct room *room, const struct mx_event *ev, struct mx_event *plain)
+incoming_event(struct matrix *m, struct room *room, const struct mx_event *ev, bool answer, struct mx_event *plain,
+	cJSON **tree)
 {
+	*tree = NULL;
 	if (strcmp(ev->type, "m.room.encrypted") != 0) {
 		*plain = *ev;
 		return IN_PLAIN;
 	}
-	if (!m->warned_encrypted) {
-		log_notice("%s: encrypted messages in %s cannot be read yet (end-to-end encryption is not built in)",
-			m->t->name, room->id);
+	if (!m->e2ee) {
+		if (!m->warned_encrypted)
+			log_notice("%s: encrypted messages in %s are not read: %s", m->t->name, room->id,
+				m->set.encryption ? "end-to-end encryption could not start (see above)" : "encryption = no");
 		m->warned_encrypted = true;
+		return IN_DROP;
+	}
+	int64_t t0 = loop_now_us();
+	switch (e2ee_decrypt(m->e2ee, room->id, ev, answer, wall_ms(), tree)) {
+	case E2EE_IN_PLAIN:
+		*plain = *ev;
+		return IN_PLAIN;
+	case E2EE_IN_OK:
+		if (!matrix_event_parse(*tree, false, plain)) {
+			cJSON_Delete(*tree);
+			*tree = NULL;
+			return IN_DROP;
+		}
+		e2ee_note_decrypt(m->e2ee, ev->event_id, t0);
+		return IN_PLAIN;
+	case E2EE_IN_WAIT:
+		return IN_WAIT;
+	case E2EE_IN_ERROR:
+		m->apply_failed = true;   /* the batch is replayed */
+		return IN_WAIT;
+	case E2EE_IN_DROP:
+		break;
 	}
 	return IN_DROP;
 }
 
 /*
- * Every outgoing room message passes here just before its PUT.  Encryption
- * will encrypt o->content, store it with store_out_seal() and COMMIT before
- * returning SEAL_READY, so a retry resends the same ciphertext; SEAL_WAIT
- * while keys are being shared.  Never plaintext into an encrypted room.
+ * Every outgoing room message passes here just before its PUT.  In an
+ * encrypted room e2ee_seal() shares the room key where needed, encrypts,
+ * stores the ciphertext under the same txnId and commits before it returns
+ * SEAL_READY, so a retry resends the same ciphertext; SEAL_WAIT while keys
+ * are being fetched or shared.  Never plaintext into an encrypted room.
  */
 static enum seal
 outgoing_seal(struct matrix *m, struct store_out *o)
 {
 	struct room *r = room_get(m, o->room_id, false);
-	if (r && r->encrypted && !o->sealed) {
-		log_warnx("%s: not answering in encrypted room %s: encryption is not built in", m->t->name, o->room_id);
+	if (!r || !r->encrypted || o->sealed)
+		return SEAL_READY;
+	if (!m->e2ee) {
+		log_warnx("%s: not answering in encrypted room %s: %s", m->t->name, o->room_id,
+			m->set.encryption ? "end-to-end encryption could not start" : "encryption = no");
 		return SEAL_DROP;
 	}
-	return SEAL_READY;
+	static const enum seal map[] = {
+		[E2EE_SEAL_READY] = SEAL_READY, [E2EE_SEAL_WAIT] = SEAL_WAIT, [E2EE_SEAL_DROP] = SEAL_DROP,
+	};
+	return map[e2ee_seal(m->e2ee, o, wall_ms())];
 }
 
 /* To-device events, device list changes and key counts of one batch, inside its transaction. */
 static void
 crypto_sync(struct matrix *m, const struct mx_crypto *c)
 {
-	if (c->n_to_device || c->nchanged || c->nleft)
-		log_debug("%s: %zu to-device events, %zu device lists changed, %zu left (no encryption yet)",
-			m->t->name, c->n_to_device, c->nchanged, c->nleft);
+	if (!m->e2ee) {
+		if (c->n_to_device)
+			log_debug("%s: %zu to-device events ignored (no encryption)", m->t->name, c->n_to_device);
+		return;
+	}
+	if (e2ee_sync(m->e2ee, c, m->sync_sent_ms, wall_ms()) < 0)
+		m->apply_failed = true;
 }
+
+/* ---------- end-to-end encryption: keys, device, requests ---------- */
+
+static int
+crypto_password(void *arg, char **out)
+{
+	struct matrix *m = arg;
+	if (m->token_mode || !conf_get(m->t->conf, "password_file"))
+		return -1;
+	return read_secret(m, "password_file", out);
+}
+
+/* A plain-language m.notice from the encryption layer (keys withheld), sent like an answer. */
+static void
+crypto_notice(void *arg, const char *room_id, const char *mention, const char *text)
+{
+	struct matrix *m = arg;
+	cJSON *c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "msgtype", "m.notice");
+	cJSON_AddStringToObject(c, "body", text);
+	cJSON *ids = cJSON_AddArrayToObject(cJSON_AddObjectToObject(c, "m.mentions"), "user_ids");
+	if (mention)
+		cJSON_AddItemToArray(ids, cJSON_CreateString(mention));
+	char *s = cJSON_PrintUnformatted(c);
+	cJSON_Delete(c);
+	if (queue_out(m, "send", room_id, "m.room.message", s, NULL) < 0)
+		log_warnx("%s: could not queue a notice for %s", m->t->name, room_id);
+	free(s);
+}
+
+/* Creates the pickle key file (mode 0600, 32 random bytes as hex) when it does not exist yet. */
+static int
+create_pickle_key(struct matrix *m, const char *path, struct buf *err)
+{
+	char *full = config_secret_path(m->t->config, path);
+	int fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		free(full);
+		return 0;
+	}
+	if (fd < 0) {
+		buf_printf(err, "cannot create the pickle key file %s: %s", full, strerror(errno));
+		free(full);
+		return -1;
+	}
+	char hex[2 * 32 + 2];
+	random_hex(hex, 32);
+	strcat(hex, "\n");
+	ssize_t w = write(fd, hex, strlen(hex));
+	explicit_bzero(hex, sizeof hex);
+	int rv = w == (ssize_t)(2 * 32 + 1) && fsync(fd) == 0 ? 0 : -1;
+	if (close(fd) < 0 || rv < 0) {
+		buf_printf(err, "cannot write the pickle key file %s: %s", full, strerror(errno));
+		unlink(full);
+		free(full);
+		return -1;
+	}
+	log_notice("%s: created the pickle key %s (mode 0600): keep it with the state directory, and never "
+		"restore either from a backup", m->t->name, full);
+	free(full);
+	return 0;
+}
+
+static int
+load_pickle_key(struct matrix *m, struct buf *err)
+{
+	const char *path = m->set.pickle_key_file;
+	if (!path) {
+		buf_printf(err, "encryption = yes needs pickle_key_file, the key that protects the encryption state "
+			"on disk (or set encryption = no)");
+		return -1;
+	}
+	if (create_pickle_key(m, path, err) < 0)
+		return -1;
+	return read_pickle_key(m->t->config, path, &m->pickle_key, &m->pickle_key_len, err);
+}
+
+static void
+forget_pickle_key(struct matrix *m)
+{
+	if (m->pickle_key) {
+		explicit_bzero(m->pickle_key, m->pickle_key_len);
+		free(m->pickle_key);
+	}
+	m->pickle_key = NULL;
+	m->pickle_key_len = 0;
+}
+
+/* Stops the crypto lanes: their requests belong to the engine that is going away. */
+static void
+crypto_stop(struct matrix *m)
+{
+	for (int i = LANE_KEYS; i < LANE_COUNT; i++) {
+		struct lane *l = &m->lanes[i];
+		if (l->req)
+			http_cancel(m->http, l->req);
+		if (l->timer)
+			loop_timer_del(m->t->loop, l->timer);
+		l->req = NULL;
+		l->timer = 0;
+		l->failures = 0;
+	}
+	e2ee_free(m->e2ee);
+	m->e2ee = NULL;
+}
+
+/* Lost or changed pickle key: the old device's keys are unreadable, so a new device starts over. */
+static void
+crypto_start_over(struct matrix *m, const char *why)
+{
+	if (m->token_mode) {
+		log_err("%s: %s: the pickle key was lost or changed. An access token is tied to its device, so the "
+			"bot cannot start a new one: give the old key back, or use password_file. Encrypted rooms are "
+			"not read meanwhile", m->t->name, why);
+		return;
+	}
+	log_err("%s: %s (pickle_key_file lost or changed?): all encryption state is forgotten and the bot logs "
+		"in as a NEW device; members' clients will have to trust it again", m->t->name, why);
+	if (e2ee_forget_all(m->store) == 0)
+		login_again(m, true);
+}
+
+/* Opens the encryption state of our (possibly new) device; logs its fingerprint. */
+static void
+crypto_start(struct matrix *m)
+{
+	if (!m->set.encryption || !m->pickle_key || !m->device_id)
+		return;
+	if (m->e2ee)
+		crypto_stop(m);
+	struct e2ee_config c = {
+		.name = m->t->name, .user_id = m->user_id, .device_id = m->device_id,
+		.key = { m->pickle_key, m->pickle_key_len }, .require_cross_signed = m->set.require_cross_signed,
+		.hooks = { .arg = m, .password = crypto_password, .notice = crypto_notice,
+			.crash_point = crash_point },
+	};
+	struct buf err, fp;
+	buf_init(&err);
+	buf_init(&fp);
+	int rc = e2ee_open(m->store, &c, wall_ms(), &m->e2ee, &err);
+	if (rc == E2EE_OPEN_BAD_KEY) {
+		crypto_start_over(m, err.s);
+	} else if (rc < 0) {
+		log_err("%s: end-to-end encryption cannot start: %s; encrypted rooms are not read", m->t->name, err.s);
+	} else {
+		e2ee_fingerprint(m->e2ee, &fp);
+		log_notice("%s: encryption on: device %s, ed25519 fingerprint %s", m->t->name, m->device_id, fp.s);
+	}
+	buf_free(&err);
+	buf_free(&fp);
+}
+
+/* The send lane waits for keys: let it try again now rather than at its next poll. */
+static void
+wake_out(struct matrix *m)
+{
+	struct lane *l = &m->lanes[LANE_OUT];
+	if (m->seal_waiting && l->timer && !l->req) {
+		loop_timer_del(m->t->loop, l->timer);
+		l->timer = 0;
+	}
+	lane_kick(m, LANE_OUT);
+}
+
+static void
+kick_crypto(struct matrix *m)
+{
+	for (int i = LANE_KEYS; i < LANE_COUNT; i++)
+		lane_kick(m, (enum lane_id)i);
+}
+
+static void retry_parked(struct matrix *m);
+
+static void
+done_crypto(struct matrix *m, enum lane_id id, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (!m->e2ee)
+		return;
+	if (e->outcome == MX_RETRY || e->outcome == MX_RATE) {
+		lane_retry(m, id, e);
+		return;
+	}
+	if (id == LANE_TODEVICE)
+		crash_point("todevice-after-put");
+	if (e2ee_done(m->e2ee, lane_info[id].kind, e->status, resp->body, resp->len, wall_ms()) == E2EE_DONE_BACKOFF) {
+		struct mx_error b = { .outcome = MX_RETRY, .status = e->status };
+		snprintf(b.error, sizeof b.error, "%s", *e->errcode ? e->errcode : "answer not applied");
+		lane_retry(m, id, &b);
+	}
+	if (id == LANE_QUERY)
+		retry_parked(m);   /* senders' devices are known now */
+	kick_crypto(m);
+	wake_out(m);
+}
+
+static void done_keys(struct matrix *m, const struct http_resp *r, const struct mx_error *e) { done_crypto(m, LANE_KEYS, r, e); }
+static void done_query(struct matrix *m, const struct http_resp *r, const struct mx_error *e) { done_crypto(m, LANE_QUERY, r, e); }
+static void done_claim(struct matrix *m, const struct http_resp *r, const struct mx_error *e) { done_crypto(m, LANE_CLAIM, r, e); }
+static void done_todevice(struct matrix *m, const struct http_resp *r, const struct mx_error *e) { done_crypto(m, LANE_TODEVICE, r, e); }
+
+static void
+run_crypto(struct matrix *m, enum lane_id id, lane_done done)
+{
+	if (!m->e2ee)
+		return;
+	struct e2ee_req r;
+	e2ee_req_init(&r);
+	int rc = e2ee_next(m->e2ee, lane_info[id].kind, wall_ms(), &r);
+	if (rc == 1) {
+		lane_request(m, id, r.put ? HTTP_PUT : HTTP_POST, r.path.s, r.body.s, REQUEST_TIMEOUT_MS, 0, done);
+	} else if (rc < 0) {
+		struct mx_error e = { .outcome = MX_RETRY };
+		snprintf(e.error, sizeof e.error, "cannot prepare the request");
+		lane_retry(m, id, &e);
+	}
+	e2ee_req_free(&r);
+}
+
+static void run_keys(struct matrix *m) { run_crypto(m, LANE_KEYS, done_keys); }
+static void run_query(struct matrix *m) { run_crypto(m, LANE_QUERY, done_query); }
+static void run_claim(struct matrix *m) { run_crypto(m, LANE_CLAIM, done_claim); }
+static void run_todevice(struct matrix *m) { run_crypto(m, LANE_TODEVICE, done_todevice); }
 
 /* ---------- applying a sync batch ---------- */
 
@@ -1371,11 +1725,16 @@ inviter_allowed(struct matrix *m, const char *inviter)
 	return ok;
 }
 
+static void on_ready_event(void *arg, const char *room_id, const cJSON *event, bool answer);
+
 static void
 on_crypto(void *arg, const struct mx_crypto *c)
 {
 	struct apply *a = arg;
 	crypto_sync(a->m, c);
+	/* keys that came in this batch: their waiting events are dealt with before its timeline */
+	if (a->m->e2ee && e2ee_ready(a->m->e2ee, on_ready_event, a) < 0)
+		a->m->apply_failed = true;
 }
 
 /*
@@ -1417,6 +1776,22 @@ on_room(void *arg, const struct mx_room *mr)
 		r->invited = mr->invited, r->dirty = true;
 }
 
+/* Members and encryption settings of a joined room, for the room keys' recipients and rotation. */
+static void
+crypto_state(struct apply *a, struct room *r, const struct mx_event *ev)
+{
+	struct matrix *m = a->m;
+	int rc = 0;
+	if (!m->e2ee)
+		return;
+	if (strcmp(ev->type, "m.room.encryption") == 0)
+		rc = e2ee_room_encryption(m->e2ee, r->id, ev->content);
+	else if (strcmp(ev->type, "m.room.member") == 0)
+		rc = e2ee_member(m->e2ee, r->id, ev->state_key, ev->membership, r->encrypted);
+	if (rc < 0)
+		m->apply_failed = true;
+}
+
 static void
 state_event(struct apply *a, struct room *r, const struct mx_event *ev)
 {
@@ -1436,9 +1811,9 @@ state_event(struct apply *a, struct room *r, const struct mx_event *ev)
 		set_str(&m->displayname, ev->displayname);
 }
 
-/* Why an otherwise answerable message is history, or NULL. */
+/* Why a message is history the bot was not there for (never answered), or NULL. */
 static const char *
-too_old(struct apply *a, struct room *r, const struct mx_event *ev)
+history(struct apply *a, struct room *r, const struct mx_event *ev)
 {
 	if (a->initial)
 		return "history at first start";
@@ -1446,6 +1821,13 @@ too_old(struct apply *a, struct room *r, const struct mx_event *ev)
 		return "older than the bot's first start";
 	if (r->at < r->join_at)
 		return "sent before the bot joined";
+	return NULL;
+}
+
+/* Why an otherwise answerable message is not answered any more: missed while down for too long. */
+static const char *
+too_old(struct apply *a, const struct mx_event *ev)
+{
 	if (ev->ts_ms && ev->ts_ms < a->oldest_ms) {
 		a->old++;
 		return "older than catch_up_s";
@@ -1474,26 +1856,38 @@ dispatch(struct apply *a, struct room *r, const struct mx_event *ev)
 	a->answered++;
 }
 
+/*
+ * One timeline event, new or back from waiting for its key (late: judged
+ * fresh when it came, so catch_up_s does not apply).  hist: why it is
+ * history that is never answered, or NULL.
+ */
 static void
-timeline_event(struct apply *a, struct room *r, const struct mx_event *raw)
+handle_event(struct apply *a, struct room *r, const struct mx_event *raw, const char *hist, bool late)
 {
 	struct matrix *m = a->m;
-	struct mx_event ev;
-	if (!raw->event_id || !raw->sender || incoming_event(m, r, raw, &ev) != IN_PLAIN)
-		return;
-	if (strcmp(ev.type, "m.room.message") != 0)
-		return;
-	int seen = store_event_state(m->store, ev.event_id);
+	int seen = store_event_state(m->store, raw->event_id);
 	if (seen < 0) {
 		m->apply_failed = true;
 		return;
 	}
 	if (seen != STORE_EV_UNKNOWN)
-		return;   /* answered (or skipped) before: never twice */
+		return;   /* answered (or skipped) before: never twice, never decrypted twice */
+	struct mx_event ev;
+	cJSON *tree;
+	enum incoming in = incoming_event(m, r, raw, hist == NULL, &ev, &tree);
+	if (in == IN_WAIT)
+		return;
+	if (in == IN_DROP || strcmp(ev.type, "m.room.message") != 0) {
+		if (in == IN_DROP && store_event_put(m->store, raw->event_id, r->id, STORE_EV_HANDLED,
+				raw->ts_ms ? raw->ts_ms : a->now_ms) < 0)
+			m->apply_failed = true;
+		cJSON_Delete(tree);
+		return;
+	}
 	bool own = strcmp(ev.sender, m->user_id) == 0;
 	const char *why = own ? NULL : matrix_event_skip(&ev, m->user_id);
 	if (!own && !why)
-		why = too_old(a, r, &ev);
+		why = hist ? hist : late ? NULL : too_old(a, &ev);
 	if (own || why)
 		log_debug("%s: %s in %s not answered: %s", m->t->name, ev.event_id, r->id, own ? "our own" : why);
 	else
@@ -1501,6 +1895,43 @@ timeline_event(struct apply *a, struct room *r, const struct mx_event *raw)
 	int state = own ? STORE_EV_OWN : STORE_EV_HANDLED;
 	if (store_event_put(m->store, ev.event_id, r->id, state, ev.ts_ms ? ev.ts_ms : a->now_ms) < 0)
 		m->apply_failed = true;
+	cJSON_Delete(tree);
+}
+
+static void
+timeline_event(struct apply *a, struct room *r, const struct mx_event *raw)
+{
+	if (raw->event_id && raw->sender)
+		handle_event(a, r, raw, history(a, r, raw), false);
+}
+
+/* An event that waited for its key (or its sender's device) and can be decrypted now. */
+static void
+on_ready_event(void *arg, const char *room_id, const cJSON *event, bool answer)
+{
+	struct apply *a = arg;
+	struct room *r = room_get(a->m, room_id, false);
+	struct mx_event ev;
+	if (!r || strcmp(r->membership, "join") != 0 || !matrix_event_parse(event, false, &ev) || !ev.event_id
+		|| !ev.sender)
+		return;
+	handle_event(a, r, &ev, answer ? NULL : "history when it arrived", true);
+}
+
+/* Waiting events whose senders' devices a /keys/query just verified: in a transaction of their own. */
+static void
+retry_parked(struct matrix *m)
+{
+	struct apply a = { .m = m, .now_ms = wall_ms() };
+	a.oldest_ms = a.now_ms - m->set.catch_up_s * 1000;
+	if (!m->e2ee || store_in_tx(m->store) || store_begin(m->store) < 0)
+		return;
+	buf_init(&a.text);
+	m->apply_failed = false;
+	if (e2ee_ready(m->e2ee, on_ready_event, &a) < 0 || m->apply_failed || store_commit(m->store) < 0)
+		store_rollback(m->store);
+	buf_free(&a.text);
+	lane_kick(m, LANE_OUT);
 }
 
 static void
@@ -1510,6 +1941,8 @@ on_event(void *arg, const struct mx_room *mr, const struct mx_event *ev)
 	struct room *r = a->room;
 	if (ev->state_key)
 		state_event(a, r, ev);
+	if (ev->state_key && mr->section == MX_JOIN)
+		crypto_state(a, r, ev);
 	if (mr->section == MX_JOIN && !ev->state && !ev->state_key)
 		timeline_event(a, r, ev);
 	if (!ev->state)
@@ -1539,6 +1972,8 @@ on_room_end(void *arg, const struct mx_room *mr)
 		decide_invite(a, r);
 	} else if (mr->section == MX_LEAVE || r->kicked) {
 		room_set(r, "leave");
+		if (m->e2ee && e2ee_room_left(m->e2ee, r->id) < 0)
+			m->apply_failed = true;
 	} else {
 		room_set(r, "join");
 		if (r->joined == 1 && r->invited <= 0 && !r->leaving) {
@@ -1575,7 +2010,8 @@ static int
 apply_sync(struct matrix *m, const char *body, size_t len)
 {
 	int64_t t0 = loop_now_us();
-	struct apply a = { .m = m, .initial = m->since == NULL, .now_ms = wall_ms() };
+	/* a first sync answers nothing; one without since only to learn every member is no first sync */
+	struct apply a = { .m = m, .initial = m->since == NULL && !m->full_state, .now_ms = wall_ms() };
 	a.oldest_ms = a.now_ms - m->set.catch_up_s * 1000;
 	buf_init(&a.text);
 	struct buf nb, err;
@@ -1597,6 +2033,8 @@ apply_sync(struct matrix *m, const char *body, size_t len)
 		if (store_meta_set(m->store, "history_before_ms", ms) < 0)
 			goto rollback;
 	}
+	if (!m->since && m->set.encryption && store_meta_set(m->store, "members_complete", "1") < 0)
+		goto rollback;
 	if (m->apply_failed || store_meta_set(m->store, "next_batch", nb.s) < 0)
 		goto rollback;
 	crash_point("sync-before-commit");
@@ -1604,6 +2042,7 @@ apply_sync(struct matrix *m, const char *body, size_t len)
 		goto reload;
 	crash_point("sync-after-commit");
 	set_str(&m->since, nb.s);
+	m->full_state = false;
 	rooms_compact(m);
 	if (st.skipped)
 		log_info("%s: sync batch had %zu malformed events, skipped", m->t->name, st.skipped);
@@ -1640,7 +2079,8 @@ done_sync(struct matrix *m, const struct http_resp *resp, const struct mx_error 
 		return;
 	}
 	m->lanes[LANE_SYNC].failures = 0;
-	lane_kick(m, LANE_OUT);
+	kick_crypto(m);
+	wake_out(m);
 	lane_kick(m, LANE_SYNC);
 }
 
@@ -1651,7 +2091,8 @@ run_sync(struct matrix *m)
 	buf_init(&p);
 	long timeout = m->since ? SYNC_TIMEOUT_MS : 0;
 	buf_adds(&p, "/sync?filter=");
-	http_escape(&p, sync_filter);
+	http_escape(&p, sync_filters[m->set.encryption]);
+	m->sync_sent_ms = wall_ms();
 	buf_printf(&p, "&timeout=%ld", timeout);
 	if (m->since) {
 		buf_adds(&p, "&since=");
@@ -1846,11 +2287,14 @@ run_out(struct matrix *m)
 		if (strcmp(m->out.kind, "send") != 0)
 			break;
 		enum seal s = outgoing_seal(m, &m->out);
+		m->seal_waiting = s == SEAL_WAIT;
 		if (s == SEAL_READY)
 			break;
 		if (s == SEAL_WAIT) {
+			/* the crypto lanes fetch and share keys meanwhile and wake this lane; the timer is a fallback */
 			store_out_free(&m->out);
 			lane_wait(m, LANE_OUT, SEAL_WAIT_MS);
+			kick_crypto(m);
 			return;
 		}
 		out_finish(m, NULL);   /* SEAL_DROP */
@@ -1875,6 +2319,8 @@ on_housekeeping(struct loop *loop, void *arg)
 			log_warnx("%s: dropped %d queued requests older than 12 hours", m->t->name, n);
 	}
 	store_event_prune(m->store, now - EVENTS_KEEP_MS);
+	if (m->e2ee)
+		e2ee_housekeeping(m->e2ee, now);
 	return HOUSEKEEPING_MS;
 }
 
@@ -1973,6 +2419,8 @@ matrix_destroy(struct transport *t)
 	if (m->housekeeping)
 		loop_timer_del(t->loop, m->housekeeping);
 	store_out_free(&m->out);
+	e2ee_free(m->e2ee);
+	forget_pickle_key(m);
 	store_close(m->store);
 	while (m->neph)
 		eph_pop(m);
@@ -2009,6 +2457,10 @@ matrix_describe(const struct transport *t, struct buf *out)
 	int queued = m->store ? store_out_count(m->store) : 0;
 	if (queued > 0)
 		buf_printf(out, ", %d queued", queued);
+	if (m->e2ee)
+		buf_printf(out, ", encrypted as device %s", m->device_id);
+	else if (m->set.encryption)
+		buf_adds(out, ", encryption not running");
 }
 
 /* Reads what the store remembers; refuses a store that belongs to another account. */
@@ -2040,14 +2492,35 @@ load_state(struct matrix *m, struct buf *err)
 	return 0;
 }
 
+/*
+ * Encryption needs every member of every room, which a store synced with
+ * lazy-loaded members (encryption = no before) lacks: one sync without
+ * since fetches all state.  It is no first start: nothing is skipped that
+ * would otherwise be answered, and handled events stay handled.
+ */
+static int
+begin_e2ee(struct matrix *m, struct buf *err)
+{
+	if (!m->set.encryption)
+		return store_meta_set(m->store, "members_complete", NULL);
+	if (load_pickle_key(m, err) < 0)
+		return -1;
+	char *full = store_meta_get(m->store, "members_complete");
+	if (!full && m->since) {
+		log_notice("%s: encryption is on: one full sync to learn every member of every room", m->t->name);
+		free(m->since);
+		m->since = NULL;
+		m->full_state = true;
+	}
+	free(full);
+	return 0;
+}
+
 static int
 begin(struct matrix *m, struct buf *err)
 {
-	if (load_state(m, err) < 0)
+	if (load_state(m, err) < 0 || begin_e2ee(m, err) < 0)
 		return -1;
-	if (m->set.encryption)
-		log_notice("%s: encryption = yes, but end-to-end encryption is not built in yet: "
-			"encrypted rooms are not read", m->t->name);
 	if (strncmp(m->hs, "http://", 7) == 0 && !strstr(m->hs, "://127.0.0.1") && !strstr(m->hs, "://localhost")
 		&& !strstr(m->hs, "://[::1]"))
 		log_warnx("%s: %s is plain http: the password and every message cross the network unencrypted",

@@ -33,6 +33,42 @@ static const char *const migrations[] = {
 	"CREATE TABLE rooms (room_id TEXT PRIMARY KEY, membership TEXT NOT NULL,"
 	" joined INTEGER NOT NULL DEFAULT -1, invited INTEGER NOT NULL DEFAULT -1,"
 	" encrypted INTEGER NOT NULL DEFAULT 0);",
+	/* 3: end-to-end encryption; every pickle is encrypted with the pickle key */
+	"CREATE TABLE olm_account (device_id TEXT PRIMARY KEY, pickle TEXT NOT NULL, curve25519 TEXT NOT NULL,"
+	" ed25519 TEXT NOT NULL, keys_uploaded INTEGER NOT NULL DEFAULT 0, signed INTEGER NOT NULL DEFAULT 0,"
+	" forget_fallback_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);"
+	"CREATE TABLE cross_signing (user_id TEXT PRIMARY KEY, master TEXT NOT NULL, self_signing TEXT NOT NULL,"
+	" uploaded INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE olm_sessions (session_id TEXT PRIMARY KEY, curve25519 TEXT NOT NULL, pickle TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL);"
+	"CREATE INDEX olm_sessions_peer ON olm_sessions (curve25519, used_ms);"
+	"CREATE TABLE tracked_users (user_id TEXT PRIMARY KEY, outdated INTEGER NOT NULL DEFAULT 1,"
+	" generation INTEGER NOT NULL DEFAULT 0, master TEXT);"
+	"CREATE TABLE devices (user_id TEXT NOT NULL, device_id TEXT NOT NULL, ed25519 TEXT NOT NULL,"
+	" curve25519 TEXT NOT NULL, cross_signed INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (user_id, device_id));"
+	"CREATE INDEX devices_curve ON devices (curve25519);"
+	"CREATE TABLE members (room_id TEXT NOT NULL, user_id TEXT NOT NULL, membership TEXT NOT NULL,"
+	" PRIMARY KEY (room_id, user_id));"
+	"CREATE TABLE room_encryption (room_id TEXT PRIMARY KEY, rotation_ms INTEGER NOT NULL,"
+	" rotation_msgs INTEGER NOT NULL);"
+	"CREATE TABLE megolm_in (room_id TEXT NOT NULL, session_id TEXT NOT NULL, sender TEXT NOT NULL,"
+	" sender_key TEXT NOT NULL, ed25519 TEXT NOT NULL, verified INTEGER NOT NULL DEFAULT 0,"
+	" first_index INTEGER NOT NULL, pickle TEXT NOT NULL, received_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (room_id, session_id));"
+	"CREATE INDEX megolm_in_session ON megolm_in (session_id);"
+	"CREATE TABLE megolm_index (session_id TEXT NOT NULL, msg_index INTEGER NOT NULL, event_id TEXT NOT NULL,"
+	" ts_ms INTEGER NOT NULL, PRIMARY KEY (session_id, msg_index));"
+	"CREATE TABLE megolm_out (room_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, pickle TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL);"
+	"CREATE TABLE megolm_shared (session_id TEXT NOT NULL, user_id TEXT NOT NULL, device_id TEXT NOT NULL,"
+	" msg_index INTEGER NOT NULL, PRIMARY KEY (session_id, user_id, device_id));"
+	"CREATE TABLE awaiting_key (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, session_id TEXT NOT NULL,"
+	" event TEXT NOT NULL, received_ms INTEGER NOT NULL, answer INTEGER NOT NULL);"
+	"CREATE TABLE to_device_out (id INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL UNIQUE,"
+	" event_type TEXT NOT NULL, body TEXT NOT NULL, session_id TEXT, created_ms INTEGER NOT NULL);"
+	"CREATE TABLE crypto_marks (what TEXT NOT NULL, key TEXT NOT NULL, value TEXT, at_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (what, key));",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_VERSION, "one migration per version");
@@ -43,6 +79,19 @@ enum q {
 	Q_EV_GET, Q_EV_PUT, Q_EV_PRUNE,
 	Q_ROOM_PUT, Q_ROOM_DEL, Q_ROOM_ALL,
 	Q_OUT_ADD, Q_OUT_NEXT, Q_OUT_ATTEMPT, Q_OUT_SEAL, Q_OUT_DEL, Q_OUT_EXPIRE, Q_OUT_COUNT,
+	Q_ACC_GET, Q_ACC_PUT, Q_ACC_OTHERS, Q_XS_GET, Q_XS_PUT,
+	Q_OLM_LIST, Q_OLM_PUT,
+	Q_TR_GET, Q_TR_PUT, Q_TR_OUTDATED, Q_TR_DEL,
+	Q_DEV_GET, Q_DEV_CURVE, Q_DEV_PUT, Q_DEV_LIST,
+	Q_MEM_GET, Q_MEM_PUT, Q_MEM_DEL, Q_MEM_LIST, Q_MEM_ROOM_DEL,
+	Q_RENC_GET, Q_RENC_PUT,
+	Q_MIN_GET, Q_MIN_ROOM_OF, Q_MIN_PUT, Q_MIN_VERIFY, Q_MIN_REFUSE,
+	Q_MIDX_GET, Q_MIDX_PUT,
+	Q_MOUT_GET, Q_MOUT_PUT, Q_MOUT_DEL,
+	Q_SH_GET, Q_SH_PUT, Q_SH_ROOMS,
+	Q_AW_PUT, Q_AW_DEL, Q_AW_READY, Q_AW_EXPIRE,
+	Q_TD_ADD, Q_TD_NEXT, Q_TD_DEL, Q_TD_PENDING,
+	Q_MARK_GET, Q_MARK_SET, Q_MARK_DEL, Q_MARK_LIST,
 	Q_COUNT
 };
 
@@ -70,6 +119,98 @@ static const char *const sql[Q_COUNT] = {
 	[Q_OUT_DEL] = "DELETE FROM outbox WHERE id = ?1",
 	[Q_OUT_EXPIRE] = "DELETE FROM outbox WHERE created_ms < ?1",
 	[Q_OUT_COUNT] = "SELECT count(*) FROM outbox",
+	[Q_ACC_GET] = "SELECT device_id, pickle, curve25519, ed25519, keys_uploaded, signed, forget_fallback_ms,"
+		" created_ms FROM olm_account WHERE device_id = ?1",
+	[Q_ACC_PUT] = "INSERT INTO olm_account (device_id, pickle, curve25519, ed25519, keys_uploaded, signed,"
+		" forget_fallback_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (device_id)"
+		" DO UPDATE SET pickle = excluded.pickle, keys_uploaded = excluded.keys_uploaded,"
+		" signed = excluded.signed, forget_fallback_ms = excluded.forget_fallback_ms",
+	[Q_ACC_OTHERS] = "SELECT count(*) FROM olm_account WHERE device_id != ?1",
+	[Q_XS_GET] = "SELECT user_id, master, self_signing, uploaded FROM cross_signing WHERE user_id = ?1",
+	[Q_XS_PUT] = "INSERT INTO cross_signing (user_id, master, self_signing, uploaded) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (user_id) DO UPDATE SET master = excluded.master,"
+		" self_signing = excluded.self_signing, uploaded = excluded.uploaded",
+	[Q_OLM_LIST] = "SELECT session_id, curve25519, pickle, created_ms, used_ms FROM olm_sessions"
+		" WHERE curve25519 = ?1 ORDER BY used_ms DESC, created_ms DESC",
+	[Q_OLM_PUT] = "INSERT INTO olm_sessions (session_id, curve25519, pickle, created_ms, used_ms)"
+		" VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle,"
+		" used_ms = excluded.used_ms WHERE curve25519 = excluded.curve25519",
+	[Q_TR_GET] = "SELECT user_id, outdated, generation, master FROM tracked_users WHERE user_id = ?1",
+	[Q_TR_PUT] = "INSERT INTO tracked_users (user_id, outdated, generation, master) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (user_id) DO UPDATE SET outdated = excluded.outdated,"
+		" generation = excluded.generation, master = excluded.master",
+	[Q_TR_OUTDATED] = "SELECT user_id, outdated, generation, master FROM tracked_users WHERE outdated != 0"
+		" ORDER BY user_id LIMIT ?1",
+	[Q_TR_DEL] = "DELETE FROM tracked_users WHERE user_id = ?1",
+	[Q_DEV_GET] = "SELECT user_id, device_id, ed25519, curve25519, cross_signed, deleted FROM devices"
+		" WHERE user_id = ?1 AND device_id = ?2",
+	[Q_DEV_CURVE] = "SELECT user_id, device_id, ed25519, curve25519, cross_signed, deleted FROM devices"
+		" WHERE curve25519 = ?1 ORDER BY deleted LIMIT 1",
+	[Q_DEV_PUT] = "INSERT INTO devices (user_id, device_id, ed25519, curve25519, cross_signed, deleted)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id, device_id) DO UPDATE SET"
+		" ed25519 = excluded.ed25519, curve25519 = excluded.curve25519,"
+		" cross_signed = excluded.cross_signed, deleted = excluded.deleted",
+	[Q_DEV_LIST] = "SELECT user_id, device_id, ed25519, curve25519, cross_signed, deleted FROM devices"
+		" WHERE user_id = ?1 ORDER BY device_id",
+	[Q_MEM_GET] = "SELECT membership FROM members WHERE room_id = ?1 AND user_id = ?2",
+	[Q_MEM_PUT] = "INSERT INTO members (room_id, user_id, membership) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership",
+	[Q_MEM_DEL] = "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
+	[Q_MEM_LIST] = "SELECT user_id FROM members WHERE room_id = ?1 ORDER BY user_id",
+	[Q_MEM_ROOM_DEL] = "DELETE FROM members WHERE room_id = ?1",
+	[Q_RENC_GET] = "SELECT rotation_ms, rotation_msgs FROM room_encryption WHERE room_id = ?1",
+	[Q_RENC_PUT] = "INSERT INTO room_encryption (room_id, rotation_ms, rotation_msgs) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (room_id) DO UPDATE SET rotation_ms = excluded.rotation_ms,"
+		" rotation_msgs = excluded.rotation_msgs",
+	[Q_MIN_GET] = "SELECT room_id, session_id, sender, sender_key, ed25519, verified, first_index, pickle,"
+		" received_ms FROM megolm_in WHERE room_id = ?1 AND session_id = ?2",
+	[Q_MIN_ROOM_OF] = "SELECT room_id FROM megolm_in WHERE session_id = ?1 LIMIT 1",
+	[Q_MIN_PUT] = "INSERT INTO megolm_in (room_id, session_id, sender, sender_key, ed25519, verified,"
+		" first_index, pickle, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+		" ON CONFLICT (room_id, session_id) DO UPDATE SET verified = excluded.verified,"
+		" first_index = excluded.first_index, pickle = excluded.pickle",
+	[Q_MIN_VERIFY] = "UPDATE megolm_in SET verified = 1 WHERE sender = ?1 AND sender_key = ?2 AND ed25519 = ?3"
+		" AND verified = 0",
+	[Q_MIN_REFUSE] = "DELETE FROM megolm_in WHERE sender_key = ?2 AND (sender != ?1 OR ed25519 != ?3)",
+	[Q_MIDX_GET] = "SELECT event_id FROM megolm_index WHERE session_id = ?1 AND msg_index = ?2",
+	[Q_MIDX_PUT] = "INSERT INTO megolm_index (session_id, msg_index, event_id, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+	[Q_MOUT_GET] = "SELECT room_id, session_id, pickle, created_ms FROM megolm_out WHERE room_id = ?1",
+	[Q_MOUT_PUT] = "INSERT INTO megolm_out (room_id, session_id, pickle, created_ms) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (room_id) DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle,"
+		" created_ms = excluded.created_ms",
+	[Q_MOUT_DEL] = "DELETE FROM megolm_out WHERE room_id = ?1",
+	[Q_SH_GET] = "SELECT msg_index FROM megolm_shared WHERE session_id = ?1 AND user_id = ?2 AND device_id = ?3",
+	[Q_SH_PUT] = "INSERT OR REPLACE INTO megolm_shared (session_id, user_id, device_id, msg_index)"
+		" VALUES (?1, ?2, ?3, ?4)",
+	[Q_SH_ROOMS] = "SELECT o.room_id FROM megolm_out o JOIN megolm_shared s ON s.session_id = o.session_id"
+		" WHERE s.user_id = ?1 AND s.device_id = ?2 AND s.msg_index >= 0 ORDER BY o.room_id",
+	[Q_AW_PUT] = "INSERT OR IGNORE INTO awaiting_key (event_id, room_id, session_id, event, received_ms, answer)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_AW_DEL] = "DELETE FROM awaiting_key WHERE event_id = ?1",
+	[Q_AW_READY] = "SELECT a.event_id, a.room_id, a.session_id, a.event, a.received_ms, a.answer"
+		" FROM awaiting_key a JOIN megolm_in m ON m.room_id = a.room_id AND m.session_id = a.session_id"
+		" WHERE m.verified != 0 ORDER BY a.received_ms, a.event_id",
+	[Q_AW_EXPIRE] = "DELETE FROM awaiting_key WHERE received_ms < ?1",
+	[Q_TD_ADD] = "INSERT INTO to_device_out (txn_id, event_type, body, session_id, created_ms)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_TD_NEXT] = "SELECT id, txn_id, event_type, body, session_id, created_ms FROM to_device_out"
+		" ORDER BY id LIMIT 1",
+	[Q_TD_DEL] = "DELETE FROM to_device_out WHERE id = ?1",
+	[Q_TD_PENDING] = "SELECT count(*) FROM to_device_out WHERE session_id = ?1",
+	[Q_MARK_GET] = "SELECT key, value, at_ms FROM crypto_marks WHERE what = ?1 AND key = ?2",
+	[Q_MARK_SET] = "INSERT INTO crypto_marks (what, key, value, at_ms) VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (what, key) DO UPDATE SET value = excluded.value, at_ms = excluded.at_ms",
+	[Q_MARK_DEL] = "DELETE FROM crypto_marks WHERE what = ?1 AND key = ?2",
+	[Q_MARK_LIST] = "SELECT key, value, at_ms FROM crypto_marks WHERE what = ?1 ORDER BY at_ms, key",
+};
+
+/* Tables that hold what our device's identity keys made or were given (forgotten for a new device). */
+static const char *const device_tables[] = {
+	"olm_account", "olm_sessions", "megolm_out", "megolm_shared", "to_device_out", "crypto_marks",
+};
+/* The rest of the crypto state (forgotten too when the pickle key is lost). */
+static const char *const crypto_tables[] = {
+	"cross_signing", "tracked_users", "devices", "megolm_in", "awaiting_key",
 };
 
 struct store {
@@ -630,4 +771,711 @@ store_out_free(struct store_out *o)
 	}
 	free(o->reply_to);
 	memset(o, 0, sizeof *o);
+}
+
+/* ---------- end-to-end encryption (schema 3) ---------- */
+
+/* Steps a SELECT of at most one row: 1 with the row read by fill, 0 none, -1 error. */
+static int
+one_row(struct store *s, sqlite3_stmt *st, void (*fill)(sqlite3_stmt *st, void *out), void *out, const char *what)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		fill(st, out);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_sql(s, what);
+		return -1;
+	}
+	return rc == SQLITE_ROW;
+}
+
+/* Steps a SELECT into a malloc'd array of size-byte items (zeroed, then filled); *out may be NULL when *n is 0. */
+static int
+all_rows(struct store *s, sqlite3_stmt *st, size_t size, void (*fill)(sqlite3_stmt *st, void *item), void **out,
+	size_t *n, const char *what)
+{
+	size_t cap = 0;
+	char *v = NULL;
+	int rc;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * size);
+		}
+		memset(v + *n * size, 0, size);
+		fill(st, v + (*n)++ * size);
+	}
+	sqlite3_reset(st);
+	*out = v;
+	if (rc != SQLITE_DONE) {
+		log_sql(s, what);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+fill_text0(sqlite3_stmt *st, void *out)
+{
+	*(char **)out = col_text(st, 0);
+}
+
+static void
+fill_int0(sqlite3_stmt *st, void *out)
+{
+	*(int64_t *)out = sqlite3_column_int64(st, 0);
+}
+
+/* A statement with text parameters 1..n bound (NULLs allowed); NULL on a prepare error. */
+static sqlite3_stmt *
+stmt_texts(struct store *s, enum q q, int n, const char *const *v)
+{
+	sqlite3_stmt *st = stmt(s, q);
+	for (int i = 0; st && i < n; i++)
+		bind_text(st, i + 1, v[i]);
+	return st;
+}
+
+#define TEXTS(...) (sizeof((const char *[]){ __VA_ARGS__ }) / sizeof(const char *)), (const char *[]){ __VA_ARGS__ }
+
+/* Runs a statement of text parameters that returns no rows. */
+static int
+exec_texts(struct store *s, enum q q, int n, const char *const *v, const char *what)
+{
+	sqlite3_stmt *st = stmt_texts(s, q, n, v);
+	return st ? done(s, st, what) : -1;
+}
+
+int
+store_crypto_forget(struct store *s, bool everything)
+{
+	char q[96];
+	for (size_t i = 0; i < sizeof device_tables / sizeof device_tables[0]; i++) {
+		snprintf(q, sizeof q, "DELETE FROM %s;", device_tables[i]);
+		if (exec(s, q) < 0)
+			return -1;
+	}
+	for (size_t i = 0; everything && i < sizeof crypto_tables / sizeof crypto_tables[0]; i++) {
+		snprintf(q, sizeof q, "DELETE FROM %s;", crypto_tables[i]);
+		if (exec(s, q) < 0)
+			return -1;
+	}
+	/* everything we knew of others' devices is to be fetched again for the new device */
+	return exec(s, "UPDATE tracked_users SET outdated = 1, generation = generation + 1;");
+}
+
+static void
+fill_account(sqlite3_stmt *st, void *out)
+{
+	struct store_account *a = out;
+	*a = (struct store_account){
+		col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+		sqlite3_column_int(st, 4) != 0, sqlite3_column_int(st, 5) != 0,
+		sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7),
+	};
+}
+
+int
+store_account_get(struct store *s, const char *device_id, struct store_account *a)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_ACC_GET, TEXTS(device_id));
+	return st ? one_row(s, st, fill_account, a, "reading the account") : -1;
+}
+
+int
+store_account_put(struct store *s, const struct store_account *a)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_ACC_PUT, TEXTS(a->device_id, a->pickle, a->curve25519, a->ed25519));
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 5, a->keys_uploaded);
+	sqlite3_bind_int(st, 6, a->signed_by_us);
+	sqlite3_bind_int64(st, 7, a->forget_fallback_ms);
+	sqlite3_bind_int64(st, 8, a->created_ms);
+	return done(s, st, "writing the account");
+}
+
+int
+store_account_others(struct store *s, const char *device_id)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_ACC_OTHERS, TEXTS(device_id));
+	int64_t n = 0;
+	return st && one_row(s, st, fill_int0, &n, "reading accounts") >= 0 ? (int)n : -1;
+}
+
+void
+store_account_free(struct store_account *a)
+{
+	free(a->device_id);
+	free(a->pickle);
+	free(a->curve25519);
+	free(a->ed25519);
+	memset(a, 0, sizeof *a);
+}
+
+static void
+fill_xsign(sqlite3_stmt *st, void *out)
+{
+	struct store_xsign *x = out;
+	*x = (struct store_xsign){ col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int(st, 3) != 0 };
+}
+
+int
+store_xsign_get(struct store *s, const char *user_id, struct store_xsign *x)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_XS_GET, TEXTS(user_id));
+	return st ? one_row(s, st, fill_xsign, x, "reading cross-signing keys") : -1;
+}
+
+int
+store_xsign_put(struct store *s, const struct store_xsign *x)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_XS_PUT, TEXTS(x->user_id, x->master, x->self_signing));
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 4, x->uploaded);
+	return done(s, st, "writing cross-signing keys");
+}
+
+void
+store_xsign_free(struct store_xsign *x)
+{
+	free(x->user_id);
+	free(x->master);
+	free(x->self_signing);
+	memset(x, 0, sizeof *x);
+}
+
+static void
+fill_olm(sqlite3_stmt *st, void *out)
+{
+	struct store_olm *o = out;
+	*o = (struct store_olm){ col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),
+		sqlite3_column_int64(st, 4) };
+}
+
+int
+store_olm_list(struct store *s, const char *curve25519, struct store_olm **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_OLM_LIST, TEXTS(curve25519));
+	*v = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **v, fill_olm, (void **)v, n, "reading Olm sessions") : -1;
+}
+
+int
+store_olm_put(struct store *s, const struct store_olm *o)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_OLM_PUT, TEXTS(o->session_id, o->curve25519, o->pickle));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 4, o->created_ms);
+	sqlite3_bind_int64(st, 5, o->used_ms);
+	return done(s, st, "writing an Olm session");
+}
+
+void
+store_olm_free(struct store_olm *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].session_id);
+		free(v[i].curve25519);
+		free(v[i].pickle);
+	}
+}
+
+static void
+fill_tracked(sqlite3_stmt *st, void *out)
+{
+	struct store_tracked *t = out;
+	*t = (struct store_tracked){ col_text(st, 0), sqlite3_column_int(st, 1) != 0, sqlite3_column_int64(st, 2),
+		col_text(st, 3) };
+}
+
+int
+store_tracked_get(struct store *s, const char *user_id, struct store_tracked *t)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_TR_GET, TEXTS(user_id));
+	return st ? one_row(s, st, fill_tracked, t, "reading tracked users") : -1;
+}
+
+int
+store_tracked_put(struct store *s, const struct store_tracked *t)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_TR_PUT, TEXTS(t->user_id));
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 2, t->outdated);
+	sqlite3_bind_int64(st, 3, t->generation);
+	bind_text(st, 4, t->master);
+	return done(s, st, "writing tracked users");
+}
+
+int
+store_tracked_outdated(struct store *s, size_t max, struct store_tracked **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, Q_TR_OUTDATED);
+	*v = NULL;
+	*n = 0;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)max);
+	return all_rows(s, st, sizeof **v, fill_tracked, (void **)v, n, "reading outdated users");
+}
+
+int
+store_tracked_delete(struct store *s, const char *user_id)
+{
+	return exec_texts(s, Q_TR_DEL, TEXTS(user_id), "untracking a user");
+}
+
+void
+store_tracked_free(struct store_tracked *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].user_id);
+		free(v[i].master);
+	}
+}
+
+static void
+fill_device(sqlite3_stmt *st, void *out)
+{
+	struct store_device *d = out;
+	*d = (struct store_device){ col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+		sqlite3_column_int(st, 4) != 0, sqlite3_column_int(st, 5) != 0 };
+}
+
+int
+store_device_get(struct store *s, const char *user_id, const char *device_id, struct store_device *d)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_DEV_GET, TEXTS(user_id, device_id));
+	return st ? one_row(s, st, fill_device, d, "reading devices") : -1;
+}
+
+int
+store_device_by_curve(struct store *s, const char *curve25519, struct store_device *d)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_DEV_CURVE, TEXTS(curve25519));
+	return st ? one_row(s, st, fill_device, d, "reading devices") : -1;
+}
+
+int
+store_device_put(struct store *s, const struct store_device *d)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_DEV_PUT, TEXTS(d->user_id, d->device_id, d->ed25519, d->curve25519));
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 5, d->cross_signed);
+	sqlite3_bind_int(st, 6, d->deleted);
+	return done(s, st, "writing a device");
+}
+
+int
+store_device_list(struct store *s, const char *user_id, struct store_device **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_DEV_LIST, TEXTS(user_id));
+	*v = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **v, fill_device, (void **)v, n, "reading devices") : -1;
+}
+
+void
+store_device_free(struct store_device *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].user_id);
+		free(v[i].device_id);
+		free(v[i].ed25519);
+		free(v[i].curve25519);
+	}
+}
+
+char *
+store_member_get(struct store *s, const char *room_id, const char *user_id)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MEM_GET, TEXTS(room_id, user_id));
+	char *v = NULL;
+	if (st)
+		one_row(s, st, fill_text0, &v, "reading members");
+	return v;
+}
+
+int
+store_member_set(struct store *s, const char *room_id, const char *user_id, const char *membership)
+{
+	if (!membership)
+		return exec_texts(s, Q_MEM_DEL, TEXTS(room_id, user_id), "writing members");
+	return exec_texts(s, Q_MEM_PUT, TEXTS(room_id, user_id, membership), "writing members");
+}
+
+int
+store_member_list(struct store *s, const char *room_id, char ***users, size_t *n)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MEM_LIST, TEXTS(room_id));
+	*users = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **users, fill_text0, (void **)users, n, "reading members") : -1;
+}
+
+int
+store_member_forget_room(struct store *s, const char *room_id)
+{
+	return exec_texts(s, Q_MEM_ROOM_DEL, TEXTS(room_id), "forgetting members");
+}
+
+void
+store_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void
+fill_room_enc(sqlite3_stmt *st, void *out)
+{
+	int64_t *v = out;
+	v[0] = sqlite3_column_int64(st, 0);
+	v[1] = sqlite3_column_int64(st, 1);
+}
+
+int
+store_room_enc_get(struct store *s, const char *room_id, int64_t *rotation_ms, int64_t *rotation_msgs)
+{
+	int64_t v[2] = { 0, 0 };
+	sqlite3_stmt *st = stmt_texts(s, Q_RENC_GET, TEXTS(room_id));
+	int rc = st ? one_row(s, st, fill_room_enc, v, "reading room encryption") : -1;
+	*rotation_ms = v[0];
+	*rotation_msgs = v[1];
+	return rc;
+}
+
+int
+store_room_enc_put(struct store *s, const char *room_id, int64_t rotation_ms, int64_t rotation_msgs)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_RENC_PUT, TEXTS(room_id));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 2, rotation_ms);
+	sqlite3_bind_int64(st, 3, rotation_msgs);
+	return done(s, st, "writing room encryption");
+}
+
+static void
+fill_megolm_in(sqlite3_stmt *st, void *out)
+{
+	struct store_megolm_in *m = out;
+	*m = (struct store_megolm_in){
+		col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3), col_text(st, 4),
+		sqlite3_column_int(st, 5) != 0, sqlite3_column_int64(st, 6), col_text(st, 7), sqlite3_column_int64(st, 8),
+	};
+}
+
+int
+store_megolm_in_get(struct store *s, const char *room_id, const char *session_id, struct store_megolm_in *m)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MIN_GET, TEXTS(room_id, session_id));
+	return st ? one_row(s, st, fill_megolm_in, m, "reading Megolm sessions") : -1;
+}
+
+char *
+store_megolm_in_room_of(struct store *s, const char *session_id)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MIN_ROOM_OF, TEXTS(session_id));
+	char *v = NULL;
+	if (st)
+		one_row(s, st, fill_text0, &v, "reading Megolm sessions");
+	return v;
+}
+
+int
+store_megolm_in_put(struct store *s, const struct store_megolm_in *m)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MIN_PUT, TEXTS(m->room_id, m->session_id, m->sender, m->sender_key,
+		m->ed25519));
+	if (!st)
+		return -1;
+	sqlite3_bind_int(st, 6, m->verified);
+	sqlite3_bind_int64(st, 7, m->first_index);
+	bind_text(st, 8, m->pickle);
+	sqlite3_bind_int64(st, 9, m->received_ms);
+	return done(s, st, "writing a Megolm session");
+}
+
+int
+store_megolm_in_check(struct store *s, const char *sender, const char *sender_key, const char *ed25519,
+	int *verified, int *refused)
+{
+	if (exec_texts(s, Q_MIN_VERIFY, TEXTS(sender, sender_key, ed25519), "verifying Megolm sessions") < 0)
+		return -1;
+	*verified = sqlite3_changes(s->db);
+	if (exec_texts(s, Q_MIN_REFUSE, TEXTS(sender, sender_key, ed25519), "refusing Megolm sessions") < 0)
+		return -1;
+	*refused = sqlite3_changes(s->db);
+	return 0;
+}
+
+void
+store_megolm_in_free(struct store_megolm_in *m)
+{
+	free(m->room_id);
+	free(m->session_id);
+	free(m->sender);
+	free(m->sender_key);
+	free(m->ed25519);
+	free(m->pickle);
+	memset(m, 0, sizeof *m);
+}
+
+int
+store_megolm_index_get(struct store *s, const char *session_id, int64_t index, char **event_id)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MIDX_GET, TEXTS(session_id));
+	*event_id = NULL;
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 2, index);
+	return one_row(s, st, fill_text0, event_id, "reading the Megolm index table");
+}
+
+int
+store_megolm_index_put(struct store *s, const char *session_id, int64_t index, const char *event_id, int64_t ts_ms)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MIDX_PUT, TEXTS(session_id));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 2, index);
+	bind_text(st, 3, event_id);
+	sqlite3_bind_int64(st, 4, ts_ms);
+	return done(s, st, "writing the Megolm index table");
+}
+
+static void
+fill_megolm_out(sqlite3_stmt *st, void *out)
+{
+	struct store_megolm_out *m = out;
+	*m = (struct store_megolm_out){ col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3) };
+}
+
+int
+store_megolm_out_get(struct store *s, const char *room_id, struct store_megolm_out *m)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MOUT_GET, TEXTS(room_id));
+	return st ? one_row(s, st, fill_megolm_out, m, "reading outbound Megolm sessions") : -1;
+}
+
+int
+store_megolm_out_put(struct store *s, const struct store_megolm_out *m)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MOUT_PUT, TEXTS(m->room_id, m->session_id, m->pickle));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 4, m->created_ms);
+	return done(s, st, "writing an outbound Megolm session");
+}
+
+int
+store_megolm_out_delete(struct store *s, const char *room_id)
+{
+	if (exec_texts(s, Q_MOUT_DEL, TEXTS(room_id), "rotating an outbound Megolm session") < 0)
+		return -1;
+	return sqlite3_changes(s->db);
+}
+
+void
+store_megolm_out_free(struct store_megolm_out *m)
+{
+	free(m->room_id);
+	free(m->session_id);
+	free(m->pickle);
+	memset(m, 0, sizeof *m);
+}
+
+int
+store_shared_get(struct store *s, const char *session_id, const char *user_id, const char *device_id,
+	int64_t *index)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_SH_GET, TEXTS(session_id, user_id, device_id));
+	return st ? one_row(s, st, fill_int0, index, "reading shared sessions") : -1;
+}
+
+int
+store_shared_put(struct store *s, const char *session_id, const char *user_id, const char *device_id, int64_t index)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_SH_PUT, TEXTS(session_id, user_id, device_id));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 4, index);
+	return done(s, st, "writing shared sessions");
+}
+
+int
+store_shared_rooms(struct store *s, const char *user_id, const char *device_id, char ***rooms, size_t *n)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_SH_ROOMS, TEXTS(user_id, device_id));
+	*rooms = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **rooms, fill_text0, (void **)rooms, n, "reading shared sessions") : -1;
+}
+
+int
+store_awaiting_put(struct store *s, const struct store_awaiting *a)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_AW_PUT, TEXTS(a->event_id, a->room_id, a->session_id, a->event));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 5, a->received_ms);
+	sqlite3_bind_int(st, 6, a->answer);
+	return done(s, st, "parking an event");
+}
+
+int
+store_awaiting_delete(struct store *s, const char *event_id)
+{
+	if (exec_texts(s, Q_AW_DEL, TEXTS(event_id), "unparking an event") < 0)
+		return -1;
+	return sqlite3_changes(s->db);
+}
+
+static void
+fill_awaiting(sqlite3_stmt *st, void *out)
+{
+	struct store_awaiting *a = out;
+	*a = (struct store_awaiting){ col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+		sqlite3_column_int64(st, 4), sqlite3_column_int(st, 5) != 0 };
+}
+
+int
+store_awaiting_ready(struct store *s, struct store_awaiting **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, Q_AW_READY);
+	*v = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **v, fill_awaiting, (void **)v, n, "reading parked events") : -1;
+}
+
+int
+store_awaiting_expire(struct store *s, int64_t before_ms)
+{
+	if (by_id(s, Q_AW_EXPIRE, before_ms, "expiring parked events") < 0)
+		return -1;
+	return sqlite3_changes(s->db);
+}
+
+void
+store_awaiting_free(struct store_awaiting *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].event_id);
+		free(v[i].room_id);
+		free(v[i].session_id);
+		free(v[i].event);
+	}
+}
+
+int
+store_todev_add(struct store *s, struct store_todev *t)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_TD_ADD, TEXTS(t->txn_id, t->event_type, t->body, t->session_id));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 5, t->created_ms);
+	if (done(s, st, "queueing a to-device message") < 0)
+		return -1;
+	t->id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+static void
+fill_todev(sqlite3_stmt *st, void *out)
+{
+	struct store_todev *t = out;
+	*t = (struct store_todev){ sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+		col_text(st, 4), sqlite3_column_int64(st, 5) };
+}
+
+int
+store_todev_next(struct store *s, struct store_todev *t)
+{
+	sqlite3_stmt *st = stmt(s, Q_TD_NEXT);
+	return st ? one_row(s, st, fill_todev, t, "reading to-device messages") : -1;
+}
+
+int
+store_todev_delete(struct store *s, int64_t id)
+{
+	return by_id(s, Q_TD_DEL, id, "deleting a to-device message");
+}
+
+int
+store_todev_pending(struct store *s, const char *session_id)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_TD_PENDING, TEXTS(session_id));
+	int64_t n = 0;
+	return st && one_row(s, st, fill_int0, &n, "reading to-device messages") >= 0 ? (int)n : -1;
+}
+
+void
+store_todev_free(struct store_todev *t)
+{
+	free(t->txn_id);
+	free(t->event_type);
+	if (t->body) {
+		explicit_bzero(t->body, strlen(t->body));
+		free(t->body);
+	}
+	free(t->session_id);
+	memset(t, 0, sizeof *t);
+}
+
+static void
+fill_mark(sqlite3_stmt *st, void *out)
+{
+	struct store_mark *k = out;
+	*k = (struct store_mark){ col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2) };
+}
+
+int
+store_mark_get(struct store *s, const char *what, const char *key, struct store_mark *k)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MARK_GET, TEXTS(what, key));
+	memset(k, 0, sizeof *k);
+	return st ? one_row(s, st, fill_mark, k, "reading marks") : -1;
+}
+
+int
+store_mark_set(struct store *s, const char *what, const char *key, const char *value, int64_t at_ms)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MARK_SET, TEXTS(what, key, value));
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 4, at_ms);
+	return done(s, st, "writing marks");
+}
+
+int
+store_mark_delete(struct store *s, const char *what, const char *key)
+{
+	return exec_texts(s, Q_MARK_DEL, TEXTS(what, key), "deleting marks");
+}
+
+int
+store_mark_list(struct store *s, const char *what, struct store_mark **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt_texts(s, Q_MARK_LIST, TEXTS(what));
+	*v = NULL;
+	*n = 0;
+	return st ? all_rows(s, st, sizeof **v, fill_mark, (void **)v, n, "reading marks") : -1;
+}
+
+void
+store_mark_free(struct store_mark *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].key);
+		free(v[i].value);
+	}
 }

@@ -88,6 +88,8 @@ void conf_error(struct buf *err, const char *file, const struct conf_section *s,
  * in err (never the secret).  The caller wipes and frees *out.
  */
 int config_read_secret(const struct config *c, const char *path, char **out, size_t *len, struct buf *err);
+/* The file config_read_secret() reads for path (it may not exist yet); caller frees. */
+char *config_secret_path(const struct config *c, const char *path);
 /* Resolves a path relative to the config file's directory; caller frees. */
 char *config_path(const struct config *c, const char *path);
 

@@ -12,8 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,126 +23,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "matrix"))
 
 from homeserver import Homeserver  # noqa: E402
 
-from nio import AsyncClient, AsyncClientConfig, RoomMessageNotice, RoomVisibility  # noqa: E402
+from nio import RoomMessageNotice, RoomVisibility  # noqa: E402
 
-QUESTION = "my knee hurts on the outside after long runs, what could it be?"
-QUESTIONS = [
-    "my knee hurts on the outside after long runs, what could it be?",
-    "pain below my kneecap when I jump, what is it?",
-    "my knee aches at the front when I go down stairs, any idea why?",
-    "sharp pain on the inside of my knee after running, what should I do?",
-]
-CHATTER = "nice run today everyone, see you thursday"
-WAIT = 15.0
-
-failures = 0
-bots = []   # every Bot started, killed at the end whatever happened
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-    print("%s - %s" % ("ok" if cond else "not ok", what), flush=True)
-    return cond
-
-
-class Bot:
-    """One kneebot process on a config in a temp dir."""
-
-    def __init__(self, tmp, hs, user, name="test", binary="build/kneebot", extra="", secret=None,
-                 secret_key="password_file"):
-        self.tmp, self.binary, self.proc = tmp, os.path.join(ROOT, binary), None
-        bots.append(self)
-        self.log_path = os.path.join(tmp, "bot-%s.log" % name)
-        self.state = os.path.join(tmp, "state")
-        self.db = os.path.join(self.state, "matrix-%s.db" % name)
-        secret_path = os.path.join(tmp, "secret-%s" % name)
-        with open(secret_path, "w") as f:
-            f.write((secret or "botpw") + "\n")
-        os.chmod(secret_path, 0o600)
-        self.conf = os.path.join(tmp, "kneebot-%s.conf" % name)
-        with open(self.conf, "w") as f:
-            f.write("[bot]\nstate_dir = %s\nresponses_dir = %s\ncooldown_s = 0\nroom_max_per_min = 0\n"
-                    "log_level = debug\n\n[matrix.%s]\nhomeserver = %s\nuser_id = %s\n%s = %s\n"
-                    "encryption = no\n%s" % (self.state, os.path.join(ROOT, "responses"), name, hs.url, user,
-                                             secret_key, secret_path, extra))
-
-    def start(self, env=None, console=False):
-        e = dict(os.environ)
-        e.update(env or {})
-        self.logf = open(self.log_path, "a")
-        self.proc = subprocess.Popen([self.binary, "--config", self.conf] + (["--console"] if console else []),
-                                     stdin=subprocess.PIPE if console else subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=self.logf, env=e)
-        return self
-
-    def reload(self, extra):
-        with open(self.conf, "a") as f:
-            f.write(extra)
-        self.proc.send_signal(signal.SIGHUP)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-    def stop(self):
-        rc = None
-        if self.proc:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-        return rc
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-
-def bot_replies(hs, bot, room_id, event_id):
-    return [e for e in hs.room_events(room_id, "m.room.message") if e["sender"] == bot and
-            e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id]
-
-
-def wait_reply(hs, bot, room_id, event_id, timeout=WAIT):
-    return hs.wait_for(lambda: bot_replies(hs, bot, room_id, event_id), timeout) or []
-
-
-async def human(hs, tmp, localpart, password):
-    store = os.path.join(tmp, "nio-" + localpart)
-    os.makedirs(store, exist_ok=True)
-    c = AsyncClient(hs.url, "@%s:%s" % (localpart, hs.server_name), store_path=store,
-                    config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True))
-    r = await c.login(password, device_name="test " + localpart)
-    assert getattr(r, "access_token", None), r
-    await c.sync(timeout=0)
-    if c.should_upload_keys:
-        await c.keys_upload()
-    return c
-
-
-async def say(c, room_id, body, content=None):
-    content = content or {"msgtype": "m.text", "body": body}
-    if room_id not in c.rooms:
-        await c.sync(timeout=0)
-    r = await c.room_send(room_id, "m.room.message", content)
-    assert getattr(r, "event_id", None), r
-    return r.event_id
-
-
-async def new_room(hs, c, bot, **kw):
-    r = await c.room_create(invite=[bot], **kw)
-    rid = r.room_id
-    joined = hs.wait_for(lambda: hs.rooms[rid].membership(bot) == "join", WAIT)
-    await c.sync(timeout=0)
-    return rid, bool(joined)
-
+from harness import (CHATTER, QUESTION, QUESTIONS, WAIT, Bot, bot_replies, bots, check, failed,  # noqa: E402
+                     finish, human, new_room, say, wait_reply)
 
 async def part_behaviour(hs, tmp, bot_id, alice, carol, otherbot):
     """Invites, answers, silence, typing, receipts, DMs; the ASan build."""
@@ -374,7 +256,7 @@ async def part_relogin(hs, tmp, bot_id, alice, rid, bot):
 
 
 async def part_encrypted(hs, tmp, bot_id, alice, carol):
-    """nio's end-to-end encryption through the double; the bot (no E2EE yet) stays silent there."""
+    """nio's end-to-end encryption through the double; the bot with encryption = no stays silent there."""
     bot = Bot(tmp, hs, bot_id).start()
     enc = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
     rid = (await alice.room_create(invite=[carol.user_id, bot_id], initial_state=[enc])).room_id
@@ -398,8 +280,8 @@ async def part_encrypted(hs, tmp, bot_id, alice, carol):
     time.sleep(1.0)
     mine = [e for e in hs.room_events(rid) if e["sender"] == bot_id and e["type"] in ("m.room.message",
                                                                                       "m.room.encrypted")]
-    check(joined and not mine and "cannot be read yet" in bot.log(),
-          "in an encrypted room the bot (no E2EE yet) joins, says it cannot read, and never posts plaintext")
+    check(joined and not mine and "are not read: encryption = no" in bot.log(),
+          "in an encrypted room the bot with encryption = no joins, says it cannot read, and never posts plaintext")
     bot.stop()
 
 
@@ -514,21 +396,11 @@ async def main():
         for c in clients:
             await c.close()
         hs.stop()
-        if failures:
-            for f in os.listdir(tmp):
-                if f.startswith("bot-") and f.endswith(".log"):
-                    print("# --- %s (last lines)" % f)
-                    with open(os.path.join(tmp, f), errors="replace") as fh:
-                        for line in fh.read().splitlines()[-25:]:
-                            print("# " + line)
-        if failures and os.environ.get("KNEEBOT_KEEP_TMP"):
-            print("# kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(tmp)
 
 
 if __name__ == "__main__":
     t0 = time.time()
     asyncio.run(main())
     print("# matrix suite took %.1f s" % (time.time() - t0))
-    sys.exit(1 if failures else 0)
+    sys.exit(1 if failed() else 0)

@@ -206,6 +206,90 @@ test_tables(void)
 }
 
 /* A process killed inside a transaction leaves the store as before it, never half of it. */
+/* The end-to-end encryption tables: the queries e2ee.c relies on for its checks. */
+static void
+test_crypto_tables(void)
+{
+	struct store *s;
+	struct buf err;
+	buf_init(&err);
+	if (!T_OK(store_open(dir, "crypto", &s, &err) == STORE_OK, "a store for the crypto tables"))
+		return;
+	struct store_account a = { "DEV1", "pickle1", "curve1", "ed1", false, false, 0, 1 };
+	T_OK(store_account_put(s, &a) == 0 && store_account_others(s, "DEV1") == 0 && store_account_others(s, "DEV2") == 1,
+		"an account per device id; others counted");
+	a.pickle = "pickle2";
+	a.curve25519 = "changed";
+	a.keys_uploaded = true;
+	struct store_account b;
+	T_OK(store_account_put(s, &a) == 0 && store_account_get(s, "DEV1", &b) == 1 && strcmp(b.pickle, "pickle2") == 0
+		&& strcmp(b.curve25519, "curve1") == 0 && b.keys_uploaded, "an account's pickle and flags change, its keys never");
+	store_account_free(&b);
+
+	struct store_megolm_in m = { "!r:x", "sess", "@a:x", "curveA", "edA", false, 5, "p", 1 };
+	int ver = -1, ref = -1;
+	T_OK(store_megolm_in_put(s, &m) == 0 && store_megolm_in_check(s, "@a:x", "curveA", "edA", &ver, &ref) == 0
+		&& ver == 1 && ref == 0, "a room key whose sender's device matches becomes verified");
+	m.room_id = "!r2:x";
+	m.session_id = "sess2";
+	m.verified = false;
+	T_OK(store_megolm_in_put(s, &m) == 0 && store_megolm_in_check(s, "@a:x", "curveA", "edOTHER", &ver, &ref) == 0
+		&& ver == 0 && ref == 2, "room keys claiming a device with other keys are dropped");
+	char *room = store_megolm_in_room_of(s, "sess");
+	T_OK(room == NULL, "... and gone");
+	free(room);
+
+	struct store_awaiting w = { "$e1", "!r:x", "sess3", "{}", 10, true };
+	struct store_awaiting *v = NULL;
+	size_t n = 0;
+	T_OK(store_awaiting_put(s, &w) == 0 && store_awaiting_ready(s, &v, &n) == 0 && n == 0,
+		"a parked event is not ready before its key");
+	free(v);
+	m = (struct store_megolm_in){ "!r:x", "sess3", "@a:x", "curveA", "edA", true, 0, "p", 1 };
+	T_OK(store_megolm_in_put(s, &m) == 0 && store_awaiting_ready(s, &v, &n) == 0 && n == 1
+		&& strcmp(v[0].event_id, "$e1") == 0 && v[0].answer, "... and ready once its verified key is there");
+	store_awaiting_free(v, n);
+	free(v);
+	T_OK(store_awaiting_expire(s, 11) == 1 && store_awaiting_delete(s, "$e1") == 0, "parked events expire");
+
+	char *eid = NULL;
+	T_OK(store_megolm_index_put(s, "sess3", 7, "$a", 1) == 0 && store_megolm_index_put(s, "sess3", 7, "$b", 1) < 0
+		&& store_megolm_index_get(s, "sess3", 7, &eid) == 1 && strcmp(eid, "$a") == 0,
+		"a message index keeps its first event id");
+	free(eid);
+
+	struct store_megolm_out o = { "!r:x", "out1", "p", 1 };
+	char **rooms = NULL;
+	T_OK(store_megolm_out_put(s, &o) == 0 && store_shared_put(s, "out1", "@b:x", "D", 0) == 0
+		&& store_shared_put(s, "out1", "@c:x", "E", -1) == 0, "an outbound session shared with one device, withheld from one");
+	T_OK(store_shared_rooms(s, "@b:x", "D", &rooms, &n) == 0 && n == 1 && strcmp(rooms[0], "!r:x") == 0,
+		"a device that got the current key is found by room");
+	store_strv_free(rooms, n);
+	T_OK(store_shared_rooms(s, "@c:x", "E", &rooms, &n) == 0 && n == 0, "... a device it was withheld from is not");
+	store_strv_free(rooms, n);
+	T_OK(store_megolm_out_delete(s, "!r:x") == 1 && store_megolm_out_delete(s, "!r:x") == 0, "rotation deletes it once");
+
+	struct store_todev t1 = { 0, "t1", "m.room.encrypted", "{}", "out1", 1 }, t2 = { 0, "t2", "m.dummy", "{}", NULL, 1 };
+	struct store_todev got;
+	T_OK(store_todev_add(s, &t1) == 0 && store_todev_add(s, &t2) == 0 && store_todev_pending(s, "out1") == 1
+		&& store_todev_next(s, &got) == 1 && got.id == t1.id, "to-device rows in order, counted by session");
+	store_todev_free(&got);
+	T_OK(store_todev_delete(s, t1.id) == 0 && store_todev_pending(s, "out1") == 0, "... and deleted when sent");
+
+	struct store_mark k;
+	T_OK(store_mark_set(s, "dummy", "curve", "@a:x", 5) == 0 && store_mark_get(s, "dummy", "curve", &k) == 1
+		&& k.at_ms == 5 && strcmp(k.value, "@a:x") == 0, "marks hold a time and a value");
+	store_mark_free(&k, 1);
+	T_OK(store_crypto_forget(s, false) == 0 && store_account_get(s, "DEV1", &b) == 0
+		&& store_mark_get(s, "dummy", "curve", &k) == 0 && (room = store_megolm_in_room_of(s, "sess3")) != NULL,
+		"a new device forgets what the old device's keys made, not others' room keys");
+	free(room);
+	T_OK(store_crypto_forget(s, true) == 0 && (room = store_megolm_in_room_of(s, "sess3")) == NULL,
+		"a lost pickle key forgets everything");
+	store_close(s);
+	buf_free(&err);
+}
+
 static void
 test_crash(void)
 {
@@ -279,6 +363,12 @@ test_migrations(void)
 		T_OK(n == (v >= 2 ? 3 : 0), "version %d: rooms %s", v, v >= 2 ? "kept" : "table added, empty");
 		struct store_room r = { "!x:y", "join", 2, 0, false };
 		T_OK(store_room_put(s, &r) == 0, "version %d: the migrated store takes new rows", v);
+		struct store_account acc;
+		int got = store_account_get(s, "KNEEDEVICE", &acc);
+		T_OK(v >= 3 ? got == 1 && acc.keys_uploaded && strcmp(acc.pickle, "not-a-real-pickle") == 0 : got == 0,
+			"version %d: crypto tables %s", v, v >= 3 ? "kept" : "added, empty");
+		if (got == 1)
+			store_account_free(&acc);
 		store_close(s);
 		char *schema = schema_of(to);
 		T_OK(strcmp(schema, fresh) == 0, "version %d migrated has exactly the schema of a fresh store", v);
@@ -329,6 +419,7 @@ main(void)
 		return 1;
 	test_fresh();
 	test_tables();
+	test_crypto_tables();
 	test_crash();
 	test_migrations();
 	char cmd[300];

@@ -17,11 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "matrix"))
 from homeserver import Homeserver  # noqa: E402
+from harness import call  # noqa: E402
 
 QUESTIONS = [
     "my knee hurts on the outside after long runs, what could it be?",
@@ -32,15 +32,6 @@ QUESTIONS = [
 CHATTER = ("Great tempo session this morning, the hill reps were brutal but the coffee afterwards made up for it. "
            "Who is coming to the long run on Sunday? We meet at the park gate at eight, usual route, "
            "with a water stop at the bridge and an optional extra loop for the marathon people. ")
-
-
-def call(hs, method, path, body=None, token=None):
-    req = urllib.request.Request(hs.url + "/_matrix/client/v3" + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    return json.loads(urllib.request.urlopen(req).read())
 
 
 def vm(pid, key):

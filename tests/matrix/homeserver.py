@@ -20,6 +20,19 @@ Use it in-process (tests import it):
 or standalone (`homeserver.py [--port N]` prints "port N"), controlled with
 POST /_test/<control> carrying JSON (see Handler.test_controls).
 
+End-to-end encryption, as the design note's section 8 asks: keys/upload
+refuses a reused one-time key id with new content (400, as Synapse);
+keys/query returns cross-signing keys and unsigned display names;
+keys/claim hands out one-time keys in upload order, then the fallback key
+(marked used); device_signing/upload wants user-interactive auth when keys
+exist or require_uia_for_xsign is set (a server before spec v1.11);
+signatures/upload merges signatures and flags device_lists.changed;
+sendToDevice is idempotent per txnId.  To-device events stay queued until a
+later since acknowledges them and are never delivered after a room event
+sent later.  Controls: hold_to_device_for (delay a user's to-device
+events), send_to_device (inject one), inject (replay or move an event),
+force_limited, delete_device, key_uploads, to_device_log, fallback_state.
+
 Fault kinds: "429", "500", "soft_logout" (one 401 M_UNKNOWN_TOKEN with
 soft_logout: true, the token stays valid), "drop" (close without answering), "truncate"
 (headers and half the body, then close), "process_then_500" and
@@ -137,7 +150,10 @@ class Homeserver:
         self.event_index = {}    # event_id -> Event
         self.pos = 0             # room event stream position
         self.txns = {}           # (user, device, method, path) -> (status, body)
-        self.to_device = {}      # (user, device) -> [(pos, event)]
+        self.to_device = {}      # (user, device) -> [(td_pos, event, room pos when sent)]
+        self.to_device_log = []  # (sender, sender device, user, device, type) of every to-device delivery queued
+        self.key_uploads = []    # {"user", "device", "device_keys", "otks", "fallback", "status"}
+        self.hold_to_device_for = set()   # users whose to-device events are held back
         self.td_pos = 0
         self.key_changes = []    # [(dl_pos, user_id)]
         self.dl_pos = 0
@@ -260,7 +276,35 @@ class Homeserver:
     def to_device_recipients(self):
         """(user, device) -> [event types] still queued for delivery."""
         with self.cond:
-            return {k: [e["type"] for _p, e in v] for k, v in self.to_device.items() if v}
+            return {k: [e["type"] for _p, e, _r in v] for k, v in self.to_device.items() if v}
+
+    def send_to_device(self, sender, user, device, etype, content, sender_device=None):
+        """A to-device event as if sender had sent it (no checks)."""
+        with self.cond:
+            self._queue_to_device(sender, sender_device, user, device, etype, content)
+            self.cond.notify_all()
+
+    def fallback_state(self, user, device):
+        """signed_curve25519 fallback key of a device: (key id, used), or None."""
+        with self.cond:
+            fb = self.devices.get(user, {}).get(device, {}).get("fallback", {}).get("signed_curve25519")
+            return (fb["id"], fb["used"]) if fb else None
+
+    def delete_device(self, user, device):
+        with self.cond:
+            self.devices.get(user, {}).pop(device, None)
+            for tok, w in list(self.tokens.items()):
+                if w == (user, device):
+                    del self.tokens[tok]
+            self._device_changed(user)
+
+    def release_to_device(self, user=None):
+        with self.cond:
+            if user is None:
+                self.hold_to_device_for.clear()
+            else:
+                self.hold_to_device_for.discard(user)
+            self.cond.notify_all()
 
     def otk_count(self, user, device):
         with self.cond:
@@ -297,6 +341,14 @@ class Homeserver:
         if ev["content"].get("membership") == "join":
             self.dl_pos += 1
             self.key_changes.append((self.dl_pos, ev["state_key"]))
+
+    def _queue_to_device(self, sender, sender_device, user, device, etype, content):
+        if device not in self.devices.get(user, {}):
+            return
+        self.td_pos += 1
+        self.to_device.setdefault((user, device), []).append(
+            (self.td_pos, {"type": etype, "sender": sender, "content": copy.deepcopy(content)}, self.pos))
+        self.to_device_log.append((sender, sender_device, user, device, etype))
 
     def _device_changed(self, user):
         self.dl_pos += 1
@@ -345,19 +397,19 @@ class Homeserver:
     def _stripped(self, e):
         return {k: copy.deepcopy(e.ev[k]) for k in ("type", "state_key", "sender", "content")}
 
-    def _sync_room_join(self, room, user, device, since_pos, filt, newly):
+    def _sync_room_join(self, room, user, device, since_pos, filt, newly, upto):
         rf = (filt or {}).get("room", {})
         tf, sf = rf.get("timeline"), rf.get("state")
         limit = (tf or {}).get("limit", DEFAULT_TIMELINE_LIMIT)
         lazy = bool((sf or {}).get("lazy_load_members"))
         start = 0 if newly else since_pos
-        evs = [e for e in room.events if e.pos > start and type_matches(tf, e.ev["type"])]
+        evs = [e for e in room.events if start < e.pos <= upto and type_matches(tf, e.ev["type"])]
         limited = len(evs) > limit or user in self.force_limited
         if len(evs) > limit:
             evs = evs[-limit:]
         if not evs and not newly:
             return None
-        first = evs[0].pos if evs else self.pos + 1
+        first = evs[0].pos if evs else upto + 1
         # state at the start of the timeline: all of it when newly joined, else what changed in the gap
         base = room.state_at(first - 1)
         if newly:
@@ -387,6 +439,10 @@ class Homeserver:
         ev_since, td_since, dl_since = self._parse_token(since) if since else (0, 0, 0)
         q = self.to_device.setdefault((user, device), [])
         q[:] = [m for m in q if m[0] > td_since]   # a later since acknowledges them
+        held = self.hold_to_device or user in self.hold_to_device_for
+        tdev = [] if held else q[:MAX_TO_DEVICE_PER_SYNC]
+        # a to-device event left for the next batch holds back the room events sent after it
+        upto = self.pos if held or len(q) <= len(tdev) else q[len(tdev)][2]
         rooms = {"join": {}, "invite": {}, "leave": {}}
         shared = set()
         for room in self.rooms.values():
@@ -394,7 +450,7 @@ class Homeserver:
             then = room.membership(user, ev_since) if since else None
             if now == "join":
                 shared.update(room.members("join"))
-                r = self._sync_room_join(room, user, device, ev_since, filt, then != "join")
+                r = self._sync_room_join(room, user, device, ev_since, filt, then != "join", upto)
                 if r:
                     rooms["join"][room.id] = r
             elif now == "invite" and then != "invite":
@@ -412,7 +468,6 @@ class Homeserver:
                                  "prev_batch": "p%d" % ev_since},
                     "state": {"events": []}}
         changed = sorted({u for p, u in self.key_changes if p > dl_since and (u in shared or u == user)})
-        tdev = [] if self.hold_to_device else [m for m in q][:MAX_TO_DEVICE_PER_SYNC]
         td_next = tdev[-1][0] if tdev else td_since
         d = self.devices.get(user, {}).get(device, {})
         counts = {}
@@ -421,7 +476,7 @@ class Homeserver:
             counts[alg] = counts.get(alg, 0) + 1
         counts.setdefault("signed_curve25519", 0)
         body = {
-            "next_batch": self._token(self.pos, td_next, self.dl_pos),
+            "next_batch": self._token(upto, td_next, self.dl_pos),
             "rooms": rooms,
             "to_device": {"events": [copy.deepcopy(m[1]) for m in tdev]},
             "device_lists": {"changed": changed, "left": []},
@@ -685,6 +740,19 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         if name == "events":
             return {"events": hs.all_events(b.get("type"), b.get("sender"))}
+        if name == "hold_to_device":
+            with hs.cond:
+                hs.hold_to_device_for.add(b["user_id"])
+            return {}
+        if name == "release_to_device":
+            hs.release_to_device(b.get("user_id"))
+            return {}
+        if name == "send_to_device":
+            hs.send_to_device(b["sender"], b["user_id"], b["device_id"], b["type"], b["content"])
+            return {}
+        if name == "key_uploads":
+            with hs.cond:
+                return {"uploads": copy.deepcopy(hs.key_uploads)}
         raise MatrixError(404, "M_UNRECOGNIZED", "unknown control")
 
     # ---------- login ----------
@@ -1004,11 +1072,7 @@ class Handler(BaseHTTPRequestHandler):
                 for dev, content in per.items():
                     targets = list(hs.devices.get(user, {})) if dev == "*" else [dev]
                     for d in targets:
-                        if d not in hs.devices.get(user, {}):
-                            continue
-                        hs.td_pos += 1
-                        hs.to_device.setdefault((user, d), []).append(
-                            (hs.td_pos, {"type": etype, "sender": who[0], "content": content}))
+                        hs._queue_to_device(who[0], who[1], user, d, etype, content)
             hs.cond.notify_all()
             return {}
         return self.idempotent(who, method, path, make)
@@ -1018,29 +1082,42 @@ class Handler(BaseHTTPRequestHandler):
         user, dev = who
         with hs.cond:
             d = hs.devices[user].setdefault(dev, {"display_name": None, "keys": None, "otks": {}, "fallback": {}})
-            dk = b.get("device_keys")
-            if dk is not None:
-                if dk.get("user_id") != user or dk.get("device_id") != dev:
-                    raise bad_json("device_keys user_id/device_id do not match the access token")
-                if d["keys"] != dk:
-                    d["keys"] = copy.deepcopy(dk)
-                    hs._device_changed(user)
-            for kid, key in (b.get("one_time_keys") or {}).items():
-                old = d["otks"].get(kid) or d.get("claimed", {}).get(kid)
-                if old is not None and old != key:
-                    raise MatrixError(400, "M_UNKNOWN", "One time key %s already exists. Old key: %s;"
-                                      " new key: %s" % (kid, json.dumps(old), json.dumps(key)))
-                if old is None:
-                    d["otks"][kid] = copy.deepcopy(key)
             fbs = b.get("fallback_keys") or b.get("org.matrix.msc2732.fallback_keys") or {}
-            for kid, key in fbs.items():
-                alg = kid.split(":", 1)[0]
-                d["fallback"][alg] = {"id": kid, "key": copy.deepcopy(key), "used": False}
-            counts = {}
-            for kid in d["otks"]:
-                alg = kid.split(":", 1)[0]
-                counts[alg] = counts.get(alg, 0) + 1
-            counts.setdefault("signed_curve25519", 0)
+            log = {"user": user, "device": dev, "device_keys": b.get("device_keys") is not None,
+                   "otks": sorted(b.get("one_time_keys") or {}), "fallback": sorted(fbs), "status": 200}
+            hs.key_uploads.append(log)
+            try:
+                return self._keys_upload(hs, b, user, dev, d, fbs)
+            except MatrixError as e:
+                log["status"] = e.status
+                raise
+
+    def _keys_upload(self, hs, b, user, dev, d, fbs):
+        """keys/upload with the lock held."""
+        dk = b.get("device_keys")
+        if dk is not None:
+            if dk.get("user_id") != user or dk.get("device_id") != dev:
+                raise bad_json("device_keys user_id/device_id do not match the access token")
+            if d["keys"] != dk:
+                d["keys"] = copy.deepcopy(dk)
+                hs._device_changed(user)
+        otks = b.get("one_time_keys") or {}
+        for kid, key in otks.items():   # all refused when one is: nothing half-stored
+            old = d["otks"].get(kid) or d.get("claimed", {}).get(kid)
+            if old is not None and old != key:
+                raise MatrixError(400, "M_UNKNOWN", "One time key %s already exists. Old key: %s;"
+                                  " new key: %s" % (kid, json.dumps(old), json.dumps(key)))
+        for kid, key in otks.items():
+            if kid not in d["otks"] and kid not in d.get("claimed", {}):
+                d["otks"][kid] = copy.deepcopy(key)
+        for kid, key in fbs.items():
+            alg = kid.split(":", 1)[0]
+            d["fallback"][alg] = {"id": kid, "key": copy.deepcopy(key), "used": False}
+        counts = {}
+        for kid in d["otks"]:
+            alg = kid.split(":", 1)[0]
+            counts[alg] = counts.get(alg, 0) + 1
+        counts.setdefault("signed_curve25519", 0)
         return {"one_time_key_counts": counts}
 
     def h_keys_query(self, who, args, q, b, method, path):
