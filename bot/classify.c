@@ -91,26 +91,52 @@ classify_line(struct responder *r, const char *nick, const char *line, size_t n,
 	cJSON_Delete(j);
 }
 
+/*
+ * Reads one line of at most CLASSIFY_MAX_LINE bytes into b; a longer one is
+ * skipped to its end (memory stays bounded whatever the input) and reported.
+ * Returns 0 at end of input, 1 for a line, -1 for a line too long.
+ */
+static int
+read_line(FILE *in, struct buf *b)
+{
+	buf_clear(b);
+	bool too_long = false, any = false;
+	int c;
+	while ((c = getc_unlocked(in)) != EOF) {   /* one reader: no locking per byte */
+		any = true;
+		if (c == '\n')
+			break;
+		if (b->len < CLASSIFY_MAX_LINE)
+			buf_addc(b, (char)c);
+		else
+			too_long = true;
+	}
+	if (!any)
+		return 0;
+	return too_long ? -1 : 1;
+}
+
 int
 classify_stream(struct responder *r, const char *nick, bool explain, FILE *in, FILE *out)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	struct buf o;
+	struct buf line, o;
+	buf_init(&line);
 	buf_init(&o);
-	while ((n = getline(&line, &cap, in)) >= 0) {
-		size_t len = (size_t)n;
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+	int got;
+	while ((got = read_line(in, &line)) != 0) {
+		size_t len = line.len;
+		while (len && line.s[len - 1] == '\r')
 			len--;
 		buf_clear(&o);
-		if (len == 0)
+		if (got < 0)
+			print_error(&o, "line longer than 1 MiB");
+		else if (len == 0)
 			print_error(&o, "empty line");
 		else
-			classify_line(r, nick, line, len, explain, &o);
+			classify_line(r, nick, line.s, len, explain, &o);
 		fwrite(o.s, 1, o.len, out);
 	}
-	free(line);
+	buf_free(&line);
 	buf_free(&o);
 	return fflush(out) == 0 ? 0 : -1;
 }

@@ -12,6 +12,9 @@
 
 struct responder;
 
+/* A longer input line is answered with an error and skipped, so memory stays bounded. */
+#define CLASSIFY_MAX_LINE (1u << 20)
+
 /* Judges one JSON line and appends one JSON line (with '\n') to o. */
 void classify_line(struct responder *r, const char *nick, const char *line, size_t n, bool explain, struct buf *o);
 /* explain adds "explain": the cue lines that counted, for whoever tunes cues.ini. */

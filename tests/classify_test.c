@@ -50,6 +50,19 @@ main(void)
 	j = run("{\"text\": \"kneebot: thanks!\", \"addressed\": false}");
 	T_OK(cJSON_IsFalse(cJSON_GetObjectItem(j, "reply")), "an explicit addressed:false wins over the name in the text");
 	cJSON_Delete(j);
+	/* a line longer than the cap is answered with an error; the next one still works */
+	FILE *in = tmpfile(), *out = tmpfile();
+	for (size_t i = 0; i < CLASSIFY_MAX_LINE + 100; i++)
+		fputc('a', in);
+	fputs("\n{\"text\": \"my knee hurts on the stairs\"}\n", in);
+	rewind(in);
+	T_OK(classify_stream(r, "kneebot", false, in, out) == 0, "classify_stream over a 1 MiB + 100 byte line");
+	rewind(out);
+	char l1[256], l2[4096];
+	T_OK(fgets(l1, sizeof l1, out) && strstr(l1, "\"error\"") && fgets(l2, sizeof l2, out) && strstr(l2, "\"reply\": true"),
+		"the long line gets an error, the next line its answer");
+	fclose(in);
+	fclose(out);
 	responder_free(r);
 	kb_free(kb);
 	buf_free(&err);
