@@ -55,6 +55,7 @@ OBJS += ratelimit.o
 OBJS += responder.o
 OBJS += router.o
 OBJS += store.o
+OBJS += store_crypto.o
 OBJS += text.o
 OBJS += transport.o
 
