@@ -1,7 +1,8 @@
 /*
  * matrix.c: the Matrix client-server API as a transport.  Login, /sync,
- * room events -> struct event, replies; no curl calls (http.c does those)
- * and no SQL (store.c).
+ * room events -> struct event, replies; no curl calls (http.c does those),
+ * no SQL (store.c), no JSON walking of its own (matrix_parse.c) and no
+ * config checks (matrix_conf.c).
  *
  * The durability rule: a sync batch is applied in ONE store transaction
  * that also holds its next_batch and the outbox rows of every reply the
@@ -29,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "address.h"
 #include "bot.h"
 #include "buf.h"
 #include "config.h"
@@ -38,6 +38,8 @@
 #include "log.h"
 #include "loop.h"
 #include "matrix.h"
+#include "matrix_conf.h"
+#include "matrix_parse.h"
 #include "router.h"
 #include "store.h"
 #include "transport.h"
@@ -46,10 +48,6 @@
 #define SYNC_TIMEOUT_MS 30000
 #define SYNC_SLACK_MS 30000             /* curl gives up this long after the server should have answered */
 #define REQUEST_TIMEOUT_MS 30000
-#define BACKOFF_FIRST_MS 1000
-#define BACKOFF_MAX_MS 60000
-#define RATE_DEFAULT_MS 5000
-#define RATE_MAX_MS 3600000
 #define TYPING_TIMEOUT_MS 10000
 #define OUTBOX_MAX_AGE_MS (12 * 3600 * 1000LL)   /* Synapse forgets txnIds after 24 h */
 #define EVENTS_KEEP_MS (7 * 86400 * 1000LL)
@@ -59,8 +57,6 @@
 #define LOCK_RETRY_MS 250
 #define HOUSEKEEPING_MS (3600 * 1000)
 #define SEAL_WAIT_MS 1000
-#define CATCH_UP_DEFAULT_S 21600         /* answer what was missed while down, up to 6 h old */
-#define CUT_NOTE "\n[cut: too long for one Matrix message]"
 
 /*
  * Only what the bot uses: messages and the state that says who is in a
@@ -75,599 +71,6 @@
 	"\"ephemeral\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}," \
 	"\"presence\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}"
 static const char *const sync_filters[2] = { SYNC_FILTER("true"), SYNC_FILTER("false") };
-
-/* ---------- pure parts: JSON to values ---------- */
-
-static const cJSON *
-jget(const cJSON *o, const char *key)
-{
-	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-}
-
-static const char *
-jstr(const cJSON *o, const char *key)
-{
-	const cJSON *v = jget(o, key);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static const cJSON *
-jobj(const cJSON *o, const char *key)
-{
-	const cJSON *v = jget(o, key);
-	return cJSON_IsObject(v) ? v : NULL;
-}
-
-static const cJSON *
-jarr(const cJSON *o, const char *key)
-{
-	const cJSON *v = jget(o, key);
-	return cJSON_IsArray(v) ? v : NULL;
-}
-
-/* A number as int64, read from valuedouble (valueint saturates); def when absent. */
-static int64_t
-jint(const cJSON *o, const char *key, int64_t def)
-{
-	const cJSON *v = jget(o, key);
-	if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
-		return def;
-	if (v->valuedouble > 9e15)
-		return (int64_t)9e15;
-	if (v->valuedouble < -9e15)
-		return (int64_t)-9e15;
-	return (int64_t)v->valuedouble;
-}
-
-bool
-matrix_event_parse(const cJSON *obj, bool state, struct mx_event *ev)
-{
-	memset(ev, 0, sizeof *ev);
-	ev->type = jstr(obj, "type");
-	if (!ev->type)
-		return false;
-	ev->raw = obj;
-	ev->state = state;
-	ev->event_id = jstr(obj, "event_id");
-	ev->sender = jstr(obj, "sender");
-	ev->state_key = jstr(obj, "state_key");
-	ev->ts_ms = jint(obj, "origin_server_ts", 0);
-	ev->redacted = jget(jobj(obj, "unsigned"), "redacted_because") != NULL;
-	const cJSON *c = jobj(obj, "content");
-	ev->content = c;
-	ev->msgtype = jstr(c, "msgtype");
-	ev->body = jstr(c, "body");
-	ev->body_len = ev->body ? strlen(ev->body) : 0;
-	const cJSON *rel = jobj(c, "m.relates_to");
-	ev->rel_type = jstr(rel, "rel_type");
-	ev->rel_event = jstr(rel, "event_id");
-	ev->in_reply_to = jstr(jobj(rel, "m.in_reply_to"), "event_id");
-	ev->mention_ids = jarr(jobj(c, "m.mentions"), "user_ids");
-	ev->membership = jstr(c, "membership");
-	ev->displayname = jstr(c, "displayname");
-	return true;
-}
-
-struct walk {
-	const struct mx_sync_visitor *v;
-	void *arg;
-	struct mx_sync_stats *st;
-};
-
-static void
-walk_events(struct walk *w, const struct mx_room *r, const cJSON *arr, bool state)
-{
-	const cJSON *e;
-	cJSON_ArrayForEach(e, arr) {
-		struct mx_event ev;
-		if (!matrix_event_parse(e, state, &ev)) {
-			w->st->skipped++;
-			continue;
-		}
-		w->st->events++;
-		if (w->v->event)
-			w->v->event(w->arg, r, &ev);
-	}
-}
-
-static void
-walk_room(struct walk *w, const cJSON *room, enum mx_membership section)
-{
-	if (!room->string || !cJSON_IsObject(room)) {
-		w->st->skipped++;
-		return;
-	}
-	const cJSON *summary = jobj(room, "summary");
-	const cJSON *tl = jobj(room, "timeline");
-	struct mx_room r = {
-		.id = room->string, .section = section,
-		.joined = jint(summary, "m.joined_member_count", -1),
-		.invited = jint(summary, "m.invited_member_count", -1),
-		.limited = cJSON_IsTrue(jget(tl, "limited")),
-		.timeline = jarr(tl, "events"),
-	};
-	w->st->rooms++;
-	if (w->v->room)
-		w->v->room(w->arg, &r);
-	if (section == MX_INVITE) {
-		walk_events(w, &r, jarr(jobj(room, "invite_state"), "events"), true);
-	} else {
-		walk_events(w, &r, jarr(jobj(room, "state"), "events"), true);
-		walk_events(w, &r, r.timeline, false);
-	}
-	if (w->v->room_end)
-		w->v->room_end(w->arg, &r);
-}
-
-/* Collects the strings of an array into a NULL-free list; non-strings are skipped. */
-static size_t
-string_list(const cJSON *arr, const char ***out)
-{
-	size_t n = 0, cap = (size_t)cJSON_GetArraySize(arr);
-	const char **v = cap ? xcalloc(cap, sizeof *v) : NULL;
-	const cJSON *e;
-	cJSON_ArrayForEach(e, arr)
-		if (cJSON_IsString(e) && n < cap)
-			v[n++] = e->valuestring;
-	*out = v;
-	return n;
-}
-
-static void
-walk_crypto(struct walk *w, const cJSON *root)
-{
-	const cJSON *td = jarr(jobj(root, "to_device"), "events");
-	size_t cap = (size_t)cJSON_GetArraySize(td), n = 0;
-	struct mx_to_device *tdv = cap ? xcalloc(cap, sizeof *tdv) : NULL;
-	const cJSON *e;
-	cJSON_ArrayForEach(e, td) {
-		const char *type = jstr(e, "type"), *sender = jstr(e, "sender");
-		if (!type || !sender || n >= cap) {
-			w->st->skipped++;
-			continue;
-		}
-		tdv[n++] = (struct mx_to_device){ type, sender, jobj(e, "content") };
-	}
-	const cJSON *dl = jobj(root, "device_lists");
-	const cJSON *fb = jarr(root, "device_unused_fallback_key_types");
-	struct mx_crypto c = {
-		.to_device = tdv, .n_to_device = n,
-		.otk_signed_curve25519 = jint(jobj(root, "device_one_time_keys_count"), "signed_curve25519", 0),
-		.fallback_known = fb != NULL,
-	};
-	c.nchanged = string_list(jarr(dl, "changed"), &c.changed);
-	c.nleft = string_list(jarr(dl, "left"), &c.left);
-	cJSON_ArrayForEach(e, fb)
-		c.fallback_unused |= cJSON_IsString(e) && strcmp(e->valuestring, "signed_curve25519") == 0;
-	if (w->v->crypto)
-		w->v->crypto(w->arg, &c);
-	free(tdv);
-	free(c.changed);
-	free(c.left);
-}
-
-int
-matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v, void *arg,
-	struct buf *next_batch, struct mx_sync_stats *stats, struct buf *err)
-{
-	struct mx_sync_stats dummy;
-	struct walk w = { v, arg, stats ? stats : &dummy };
-	memset(w.st, 0, sizeof *w.st);
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
-	if (!root) {
-		size_t at = end && end >= json ? (size_t)(end - json) : 0;
-		buf_printf(err, "not valid JSON (%zu bytes, error near byte %zu)", len, at);
-		return -1;
-	}
-	const char *nb = jstr(root, "next_batch");
-	if (!cJSON_IsObject(root) || !nb || !*nb) {
-		buf_printf(err, "%s", cJSON_IsObject(root) ? "no next_batch" : "not a JSON object");
-		cJSON_Delete(root);
-		return -1;
-	}
-	buf_clear(next_batch);
-	buf_adds(next_batch, nb);
-	walk_crypto(&w, root);
-	const cJSON *rooms = jobj(root, "rooms");
-	static const struct { const char *key; enum mx_membership m; } sections[] = {
-		{ "invite", MX_INVITE }, { "leave", MX_LEAVE }, { "join", MX_JOIN },
-	};
-	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
-		const cJSON *room;
-		cJSON_ArrayForEach(room, jobj(rooms, sections[i].key))
-			walk_room(&w, room, sections[i].m);
-	}
-	cJSON_Delete(root);
-	return 0;
-}
-
-const char *
-matrix_event_skip(const struct mx_event *ev, const char *own_user)
-{
-	static const struct { const char *msgtype, *why; } not_text[] = {
-		{ "m.notice", "a notice (bots never answer notices)" },
-		{ "m.emote", "an emote" },
-	};
-	if (!ev->event_id || !ev->sender)
-		return "malformed (no event_id or sender)";
-	if (own_user && strcmp(ev->sender, own_user) == 0)
-		return "our own";
-	if (strcmp(ev->type, "m.room.message") != 0)
-		return "not a message";
-	if (ev->redacted)
-		return "redacted";
-	if (ev->rel_type && strcmp(ev->rel_type, "m.replace") == 0)
-		return "an edit";
-	if (!ev->msgtype || !ev->body)
-		return "no msgtype or body";
-	for (size_t i = 0; i < sizeof not_text / sizeof not_text[0]; i++)
-		if (strcmp(ev->msgtype, not_text[i].msgtype) == 0)
-			return not_text[i].why;
-	if (strcmp(ev->msgtype, "m.text") != 0)
-		return "not text";
-	return NULL;
-}
-
-/* Length of the reply fallback at the start of body: "> " lines and the blank line after. */
-static size_t
-fallback_len(const char *body, size_t n)
-{
-	size_t i = 0;
-	while (i < n && body[i] == '>') {
-		const char *nl = memchr(body + i, '\n', n - i);
-		if (!nl)
-			return 0;   /* nothing but quote: keep it */
-		i = (size_t)(nl - body) + 1;
-	}
-	if (i == 0)
-		return 0;
-	if (i < n && body[i] == '\n')
-		i++;
-	return i;
-}
-
-static bool
-mentions(const cJSON *ids, const char *user)
-{
-	const cJSON *e;
-	cJSON_ArrayForEach(e, ids)
-		if (cJSON_IsString(e) && user && strcmp(e->valuestring, user) == 0)
-			return true;
-	return false;
-}
-
-bool
-matrix_event_text(const struct mx_event *ev, const char *own_user, const char *const *names,
-	size_t nnames, struct buf *out)
-{
-	const char *body = ev->body ? ev->body : "";
-	size_t n = ev->body ? ev->body_len : 0;
-	if (ev->in_reply_to) {
-		size_t skip = fallback_len(body, n);
-		body += skip;
-		n -= skip;
-	}
-	bool addressed = mentions(ev->mention_ids, own_user);
-	struct buf a, b;
-	buf_init(&a);
-	buf_init(&b);
-	buf_add(&a, body, n);
-	/* longest names first (the full user id before its localpart) is the caller's order */
-	for (size_t i = 0; i < nnames; i++) {
-		if (!names[i] || !*names[i])
-			continue;
-		if (address_strip(a.s, a.len, names[i], &b)) {
-			addressed = true;
-			struct buf tmp = a;
-			a = b;
-			b = tmp;
-		}
-	}
-	buf_clear(out);
-	buf_add(out, a.s, a.len);
-	buf_free(&a);
-	buf_free(&b);
-	return addressed;
-}
-
-/* Copies s with every invalid UTF-8 sequence replaced by U+FFFD: servers reject invalid JSON strings. */
-static char *
-valid_utf8(const char *s, size_t n)
-{
-	struct buf b;
-	buf_init(&b);
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t l = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-		if (i + l <= n && utf8_valid(s + i, l) && c != 0) {
-			buf_add(&b, s + i, l);
-			i += l;
-		} else {
-			buf_adds(&b, "\xef\xbf\xbd");
-			i++;
-		}
-	}
-	return buf_take(&b);
-}
-
-static void
-reply_json(const struct mx_reply *r, const char *text, const char *html, struct buf *out)
-{
-	cJSON *c = cJSON_CreateObject();
-	cJSON_AddStringToObject(c, "msgtype", "m.notice");
-	cJSON_AddStringToObject(c, "body", text);
-	if (html) {
-		cJSON_AddStringToObject(c, "format", "org.matrix.custom.html");
-		cJSON_AddStringToObject(c, "formatted_body", html);
-	}
-	cJSON *rel = cJSON_AddObjectToObject(c, "m.relates_to");
-	if (r->thread_root) {
-		cJSON_AddStringToObject(rel, "rel_type", "m.thread");
-		cJSON_AddStringToObject(rel, "event_id", r->thread_root);
-		cJSON_AddBoolToObject(rel, "is_falling_back", false);
-	}
-	cJSON_AddStringToObject(cJSON_AddObjectToObject(rel, "m.in_reply_to"), "event_id", r->in_reply_to);
-	cJSON *ids = cJSON_AddArrayToObject(cJSON_AddObjectToObject(c, "m.mentions"), "user_ids");
-	if (r->mention)
-		cJSON_AddItemToArray(ids, cJSON_CreateString(r->mention));
-	char *s = cJSON_PrintUnformatted(c);
-	cJSON_Delete(c);
-	buf_clear(out);
-	buf_adds(out, s);
-	free(s);
-}
-
-void
-matrix_reply_content(const struct mx_reply *r, struct buf *out)
-{
-	char *text = valid_utf8(r->text, strlen(r->text));
-	char *html = r->html ? valid_utf8(r->html, strlen(r->html)) : NULL;
-	reply_json(r, text, html, out);
-	if (out->len > MX_MAX_CONTENT && html) {
-		/* the plain body alone is still the whole answer */
-		reply_json(r, text, NULL, out);
-	}
-	size_t keep = strlen(text);
-	while (out->len > MX_MAX_CONTENT && keep > 0) {
-		/* escaping may inflate the text: shrink in proportion, with a margin */
-		keep = utf8_cut(text, keep, keep * (MX_MAX_CONTENT - 512) / out->len);
-		struct buf cut;
-		buf_init(&cut);
-		buf_add(&cut, text, keep);
-		buf_adds(&cut, CUT_NOTE);
-		reply_json(r, cut.s, NULL, out);
-		buf_free(&cut);
-	}
-	free(text);
-	free(html);
-}
-
-void
-matrix_classify(long status, const char *body, size_t len, int64_t retry_after_ms, struct mx_error *e)
-{
-	memset(e, 0, sizeof *e);
-	e->status = status;
-	cJSON *j = status && body ? cJSON_ParseWithLength(body, len) : NULL;
-	const char *code = jstr(j, "errcode"), *msg = jstr(j, "error");
-	snprintf(e->errcode, sizeof e->errcode, "%s", code ? code : "");
-	snprintf(e->error, sizeof e->error, "%s", msg ? msg : "");
-	e->soft_logout = cJSON_IsTrue(jget(j, "soft_logout"));
-	int64_t body_ms = jint(j, "retry_after_ms", -1);
-	cJSON_Delete(j);
-	if (status == 0 || status >= 500 || status == 408) {
-		e->outcome = MX_RETRY;
-	} else if (status >= 200 && status < 300) {
-		e->outcome = MX_OK;
-	} else if (status == 429 || strcmp(e->errcode, "M_LIMIT_EXCEEDED") == 0) {
-		e->outcome = MX_RATE;
-		e->retry_ms = retry_after_ms > body_ms ? retry_after_ms : body_ms;
-		if (e->retry_ms <= 0)
-			e->retry_ms = RATE_DEFAULT_MS;
-		if (e->retry_ms > RATE_MAX_MS)
-			e->retry_ms = RATE_MAX_MS;
-	} else if (status == 401 && (strcmp(e->errcode, "M_UNKNOWN_TOKEN") == 0
-			|| strcmp(e->errcode, "M_MISSING_TOKEN") == 0)) {
-		e->outcome = MX_AUTH;
-	} else {
-		e->outcome = MX_FAIL;
-	}
-}
-
-int64_t
-matrix_backoff_ms(unsigned failures, double rnd)
-{
-	int64_t d = BACKOFF_FIRST_MS;
-	for (unsigned i = 1; i < failures && d < BACKOFF_MAX_MS; i++)
-		d *= 2;
-	if (d > BACKOFF_MAX_MS)
-		d = BACKOFF_MAX_MS;
-	return (int64_t)((double)d * (0.8 + 0.4 * rnd));
-}
-
-/* ---------- configuration ---------- */
-
-static const char *const known_keys[] = {
-	"homeserver", "user_id", "password_file", "access_token_file", "device_name", "auto_join",
-	"auto_join_from", "rooms", "admins", "encryption", "typing", "read_receipts", "catch_up_s",
-	"pickle_key_file", "require_cross_signed",
-	/* overrides of [bot] */
-	"prefix", "reply_mode", "cooldown_s", "room_max_per_min", "ignore",
-};
-
-static bool
-is_user_id(const char *s)
-{
-	const char *colon = strchr(s, ':');
-	return s[0] == '@' && colon && colon > s + 1 && colon[1] && !strpbrk(s, " \t,");
-}
-
-/* Every item of a list key must pass ok(); names the first that does not. */
-static int
-check_list(const struct config *c, const struct conf_section *s, const char *key,
-	bool (*ok)(const char *), const char *expect, struct buf *err)
-{
-	char **v;
-	size_t n = strv_split(conf_get(s, key), &v);
-	int rv = 0;
-	for (size_t i = 0; i < n && rv == 0; i++) {
-		if (!ok(v[i])) {
-			conf_error(err, c->path, s, key, "%s: '%s' is not %s", key, v[i], expect);
-			rv = -1;
-		}
-	}
-	strv_free(v, n);
-	return rv;
-}
-
-static bool
-is_room_ref(const char *s)
-{
-	return (s[0] == '!' || s[0] == '#') && strchr(s + 1, ':') && !strpbrk(s, " \t");
-}
-
-static bool
-is_inviter(const char *s)
-{
-	return s[0] == '@' ? is_user_id(s) : (*s && !strpbrk(s, " \t@:/") ? true : false);
-}
-
-static int
-check_secret(const struct config *c, const struct conf_section *s, struct buf *err)
-{
-	const char *pw = conf_get(s, "password_file"), *tok = conf_get(s, "access_token_file");
-	if (!pw == !tok) {
-		conf_error(err, c->path, s, NULL, "give exactly one of password_file and access_token_file");
-		return -1;
-	}
-	const char *key = pw ? "password_file" : "access_token_file";
-	char *secret;
-	size_t len;
-	struct buf e;
-	buf_init(&e);
-	int rv = config_read_secret(c, pw ? pw : tok, &secret, &len, &e);
-	if (rv < 0)
-		conf_error(err, c->path, s, key, "%s", e.s);
-	else {
-		explicit_bzero(secret, len);
-		free(secret);
-	}
-	buf_free(&e);
-	return rv;
-}
-
-/* The pickle key as read: at least CRYPTO_PICKLE_KEY_MIN bytes; the caller wipes and frees it. */
-static int
-read_pickle_key(const struct config *c, const char *path, char **key, size_t *len, struct buf *err)
-{
-	if (config_read_secret(c, path, key, len, err) < 0)
-		return -1;
-	if (*len >= CRYPTO_PICKLE_KEY_MIN)
-		return 0;
-	buf_printf(err, "pickle key file %s holds %zu bytes; it needs at least %d (for instance head -c 32 "
-		"/dev/urandom > FILE)", path, *len, CRYPTO_PICKLE_KEY_MIN);
-	explicit_bzero(*key, *len);
-	free(*key);
-	*key = NULL;
-	return -1;
-}
-
-/* encryption = yes needs a pickle key; an existing file must hold one (a missing one is made at start). */
-static int
-check_pickle_key(const struct config *c, const struct conf_section *s, struct buf *err)
-{
-	bool enc = true;
-	struct buf e;
-	buf_init(&e);
-	conf_bool(s, "encryption", true, &enc, NULL, &e);
-	const char *pk = conf_get(s, "pickle_key_file");
-	int rv = 0;
-	if (pk && !*pk) {
-		conf_error(err, c->path, s, "pickle_key_file", "pickle_key_file: expected a file name");
-		rv = -1;
-	} else if (enc && !pk) {
-		conf_error(err, c->path, s, "encryption", "encryption = yes (the default) needs pickle_key_file, the "
-			"key that protects the bot's encryption keys on disk; or set encryption = no");
-		rv = -1;
-	} else if (enc) {
-		char *full = config_secret_path(c, pk), *key = NULL;
-		size_t len = 0;
-		buf_clear(&e);
-		if (access(full, F_OK) == 0 && read_pickle_key(c, pk, &key, &len, &e) < 0) {
-			conf_error(err, c->path, s, "pickle_key_file", "%s", e.s);
-			rv = -1;
-		}
-		if (key) {
-			explicit_bzero(key, len);
-			free(key);
-		}
-		free(full);
-	}
-	buf_free(&e);
-	return rv;
-}
-
-static int
-check_overrides(const struct config *c, const struct conf_section *s, struct buf *err)
-{
-	int bad = 0;
-	long l;
-	const char *v = conf_get(s, "prefix");
-	if (v && (!*v || strlen(v) > 8 || strpbrk(v, " \t"))) {
-		conf_error(err, c->path, s, "prefix", "prefix must be 1 to 8 characters without spaces");
-		bad = -1;
-	}
-	v = conf_get(s, "reply_mode");
-	if (v && strcmp(v, "ambient") != 0 && strcmp(v, "addressed") != 0) {
-		conf_error(err, c->path, s, "reply_mode", "reply_mode = '%s': expected ambient or addressed", v);
-		bad = -1;
-	}
-	bad |= conf_long(s, "cooldown_s", 0, 86400, 0, &l, c->path, err);
-	bad |= conf_long(s, "room_max_per_min", 0, 1000, 0, &l, c->path, err);
-	bad |= conf_long(s, "catch_up_s", 0, 7 * 86400, CATCH_UP_DEFAULT_S, &l, c->path, err);
-	bad |= check_list(c, s, "ignore", is_user_id, "a Matrix user id (@user:server)", err);
-	return bad;
-}
-
-static int
-matrix_validate(const struct config *c, const struct conf_section *s, struct buf *err)
-{
-	int bad = 0;
-	for (size_t i = 0; i < s->nkv; i++) {
-		bool known = false;
-		for (size_t k = 0; k < sizeof known_keys / sizeof known_keys[0]; k++)
-			known |= strcmp(s->kv[i].key, known_keys[k]) == 0;
-		if (!known) {
-			conf_error(err, c->path, s, s->kv[i].key, "unknown key '%s'", s->kv[i].key);
-			bad = -1;
-		}
-	}
-	const char *hs = conf_get(s, "homeserver"), *user = conf_get(s, "user_id");
-	if (!hs || (strncmp(hs, "https://", 8) != 0 && strncmp(hs, "http://", 7) != 0) || strpbrk(hs, "?# \t")) {
-		conf_error(err, c->path, s, "homeserver", "homeserver: expected the base URL, like https://matrix.example.org");
-		bad = -1;
-	}
-	if (!user || !is_user_id(user)) {
-		conf_error(err, c->path, s, "user_id", "user_id: expected the bot's Matrix id, like @kneebot:example.org");
-		bad = -1;
-	}
-	const char *dn = conf_get(s, "device_name");
-	if (dn && (!*dn || strlen(dn) > 100)) {
-		conf_error(err, c->path, s, "device_name", "device_name must be 1 to 100 characters");
-		bad = -1;
-	}
-	bool b;
-	static const char *const bools[] = { "auto_join", "encryption", "typing", "read_receipts", "require_cross_signed" };
-	for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-		bad |= conf_bool(s, bools[i], true, &b, c->path, err);
-	bad |= check_list(c, s, "auto_join_from", is_inviter, "a user id (@user:server) or a server name", err);
-	bad |= check_list(c, s, "rooms", is_room_ref, "a room id (!id:server) or alias (#name:server)", err);
-	bad |= check_list(c, s, "admins", is_user_id, "a Matrix user id (@user:server)", err);
-	bad |= check_pickle_key(c, s, err);
-	bad |= check_overrides(c, s, err);
-	bad |= check_secret(c, s, err);
-	return bad ? -1 : 0;
-}
 
 /* ---------- the transport ---------- */
 
@@ -718,23 +121,9 @@ struct eph_job {
 	unsigned attempts;
 };
 
-/*
- * What this instance reads from its section, copied at creation: once a
- * reload has stopped it, t->conf and t->config point into a freed config,
- * yet a send in flight may still finish (and want typing and receipts).
- */
-struct settings {
-	bool typing, receipts, auto_join, encryption, require_cross_signed;
-	char **join_from;
-	size_t njoin_from;
-	long catch_up_s;
-	char *nick;
-	char *pickle_key_file;
-};
-
 struct matrix {
 	struct transport *t;
-	struct settings set;
+	struct matrix_settings set;
 	struct http *http;
 	struct store *store;
 	uint64_t lock_timer, housekeeping;
@@ -853,46 +242,6 @@ crash_point(const char *name)
 		log_warnx("test crash point %s reached: SIGKILL", name);
 		raise(SIGKILL);
 	}
-}
-
-/* A yes/no key, validated already. */
-static bool
-conf_flag(const struct transport *t, const char *key, bool def)
-{
-	struct buf err;
-	buf_init(&err);
-	bool v = def;
-	conf_bool(t->conf, key, def, &v, NULL, &err);
-	buf_free(&err);
-	return v;
-}
-
-static void
-settings_free(struct settings *st)
-{
-	strv_free(st->join_from, st->njoin_from);
-	free(st->nick);
-	free(st->pickle_key_file);
-	memset(st, 0, sizeof *st);
-}
-
-/* Validated already: the values are known to be well-formed. */
-static void
-settings_read(struct matrix *m)
-{
-	struct transport *t = m->t;
-	struct settings *st = &m->set;
-	settings_free(st);
-	st->typing = conf_flag(t, "typing", true);
-	st->receipts = conf_flag(t, "read_receipts", true);
-	st->auto_join = conf_flag(t, "auto_join", true);
-	st->encryption = conf_flag(t, "encryption", true);
-	st->require_cross_signed = conf_flag(t, "require_cross_signed", false);
-	const char *pk = conf_get(t->conf, "pickle_key_file");
-	st->pickle_key_file = pk ? xstrdup(pk) : NULL;
-	st->njoin_from = strv_split(conf_get(t->conf, "auto_join_from"), &st->join_from);
-	st->catch_up_s = conf_net_long(t->config, t->conf, "catch_up_s", CATCH_UP_DEFAULT_S);
-	st->nick = xstrdup(t->config->bot.nick);
 }
 
 /* ---------- lanes: requests, backoff, login pauses ---------- */
@@ -1560,7 +909,7 @@ load_pickle_key(struct matrix *m, struct buf *err)
 	}
 	if (create_pickle_key(m, path, err) < 0)
 		return -1;
-	return read_pickle_key(m->t->config, path, &m->pickle_key, &m->pickle_key_len, err);
+	return matrix_pickle_key_read(m->t->config, path, &m->pickle_key, &m->pickle_key_len, err);
 }
 
 static void
@@ -1737,36 +1086,13 @@ on_crypto(void *arg, const struct mx_crypto *c)
 		a->m->apply_failed = true;
 }
 
-/*
- * Where in this timeline the bot itself joined (a real join, not a
- * display name change): everything before it is history the bot was not
- * there for.  -1 when it joined earlier.
- */
-static int
-own_join_index(const cJSON *timeline, const char *user)
-{
-	int i = 0, at = -1;
-	const cJSON *e;
-	cJSON_ArrayForEach(e, timeline) {
-		const char *type = jstr(e, "type"), *key = jstr(e, "state_key");
-		const char *ms = jstr(jobj(e, "content"), "membership");
-		const char *prev = jstr(jobj(jobj(e, "unsigned"), "prev_content"), "membership");
-		if (type && key && ms && strcmp(type, "m.room.member") == 0 && strcmp(key, user) == 0
-			&& strcmp(ms, "join") == 0 && !(prev && strcmp(prev, "join") == 0))
-			at = i;
-		if (type)
-			i++;   /* matches the events walk_events hands on */
-	}
-	return at;
-}
-
 static void
 on_room(void *arg, const struct mx_room *mr)
 {
 	struct apply *a = arg;
 	struct room *r = room_get(a->m, mr->id, true);
 	a->room = r;
-	r->join_at = mr->section == MX_JOIN ? own_join_index(mr->timeline, a->m->user_id) : -1;
+	r->join_at = mr->section == MX_JOIN ? matrix_own_join_index(mr->timeline, a->m->user_id) : -1;
 	r->at = 0;
 	r->inviter = NULL;
 	r->kicked = false;
@@ -2370,7 +1696,7 @@ queue_membership(struct transport *t, const char *kind, const char *room, bool v
 static int
 matrix_join(struct transport *t, const char *room, struct buf *err)
 {
-	return queue_membership(t, "join", room, is_room_ref(room),
+	return queue_membership(t, "join", room, matrix_room_ref_valid(room),
 		"expected a room id (!id:server) or alias (#name:server)", err);
 }
 
@@ -2433,7 +1759,7 @@ matrix_destroy(struct transport *t)
 	free(m->device_id);
 	free(m->since);
 	free(m->displayname);
-	settings_free(&m->set);
+	matrix_settings_free(&m->set);
 	free(m);
 	transport_free_common(t);
 }
@@ -2591,7 +1917,8 @@ matrix_start(struct transport *t, struct buf *err)
 static void
 matrix_reconfigure(struct transport *t)
 {
-	settings_read(t->impl);
+	struct matrix *m = t->impl;
+	matrix_settings_read(t->config, t->conf, &m->set);
 }
 
 static const struct transport_ops matrix_ops = {
@@ -2631,7 +1958,7 @@ matrix_create(const struct transport_env *env, const struct conf_section *s, str
 	m->rnd |= 1;
 	t->impl = m;
 	t->ops = &matrix_ops;
-	settings_read(m);
+	matrix_settings_read(t->config, t->conf, &m->set);
 	/* no line limits: answers are laid out in full, as HTML too */
 	t->budget = (struct budget){ .max_lines = 0, .line_bytes = 0, .html = true };
 	return t;
@@ -2639,6 +1966,6 @@ matrix_create(const struct transport_env *env, const struct conf_section *s, str
 
 const struct transport_kind matrix_kind = {
 	.name = "matrix",
-	.validate = matrix_validate,
+	.validate = matrix_conf_validate,
 	.create = matrix_create,
 };
