@@ -94,6 +94,7 @@ struct lane {
 	struct matrix *m;
 	enum lane_id id;
 	struct http_req *req;
+	uint64_t token_gen;      /* the token generation its request was sent with */
 	lane_done done;
 	uint64_t timer;
 	unsigned failures;
@@ -128,6 +129,7 @@ struct matrix {
 	struct store *store;
 	uint64_t lock_timer, housekeeping;
 	char *hs, *user_id, *localpart, *device_id, *token, *since, *displayname;
+	uint64_t token_gen;      /* bumped whenever the token changes */
 	bool token_mode;
 	enum auth_step auth;
 	bool ready_once, stopping;
@@ -259,6 +261,16 @@ on_response(const struct http_resp *resp, void *arg)
 	matrix_classify(resp->status, resp->body, resp->len, resp->retry_after_ms, &e);
 	if (resp->error)
 		snprintf(e.error, sizeof e.error, "%s", resp->error);
+	if (e.outcome == MX_AUTH && l->token_gen != m->token_gen) {
+		/*
+		 * Sent with a token we have since replaced (a re-login after a soft
+		 * logout drops the device's old tokens, so the server no longer even
+		 * calls it soft): not a logout, just repeat it with the current one.
+		 */
+		log_debug("%s: %s answered 401 to an earlier token; repeating it", m->t->name, lane_info[l->id].name);
+		lane_kick(m, l->id);
+		return;
+	}
 	if (e.outcome == MX_AUTH && !(l->id == LANE_AUTH && m->auth == AUTH_LOGIN)) {
 		auth_lost(m, &e);
 		lane_kick(m, l->id);   /* waits for the login, then repeats its request */
@@ -283,6 +295,7 @@ lane_request(struct matrix *m, enum lane_id id, enum http_method method, const c
 		.body = body, .body_len = body ? strlen(body) : 0, .timeout_ms = timeout_ms, .max_bytes = max_bytes,
 	};
 	l->done = done;
+	l->token_gen = m->token_gen;
 	l->req = http_start(m->http, &o, on_response, l);
 	buf_free(&url);
 }
@@ -359,9 +372,11 @@ set_str(char **dst, const char *s)
 	*dst = s ? xstrdup(s) : NULL;
 }
 
+/* Every change of token passes here; the generation tells a stale 401 from a real one. */
 static void
 forget_token(struct matrix *m)
 {
+	m->token_gen++;
 	if (m->token) {
 		explicit_bzero(m->token, strlen(m->token));
 		free(m->token);

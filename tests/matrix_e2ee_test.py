@@ -461,7 +461,9 @@ async def faults(hs, bot, bot_id, alice, rot):
     with hs.cond:
         last = [x for x in hs.logins if x[0] == bot_id][-1]
     check(isinstance(rep, RoomMessageNotice) and last[1] == dev and last[2] == dev and bot_device(hs, bot_id) == dev,
-          "soft logout: logged in again as the same device, its encryption keys kept")
+          "soft logout: logged in again as the same device, its encryption keys kept",
+          {"reply": type(rep).__name__, "last_login": last, "device": dev, "device_now": bot_device(hs, bot_id),
+           "logins": [x for x in hs.logins if x[0] == bot_id]})
 
 
 async def one_time_keys(hs, tmp, bot, bot_id, alice, rid):

@@ -30,11 +30,14 @@ failures = 0
 bots = []   # every Bot started, killed at the end whatever happened
 
 
-def check(cond, what):
+def check(cond, what, detail=None):
+    """One ok/not ok line; on failure, detail (what was seen) follows as a comment."""
     global failures
     if not cond:
         failures += 1
     print("%s - %s" % ("ok" if cond else "not ok", what), flush=True)
+    if not cond and detail is not None:
+        print("#   got: %r" % (detail,), flush=True)
     return cond
 
 
