@@ -84,7 +84,7 @@ single_key(const cJSON *k, const char *user, const char *usage, char out[CRYPTO_
 	bool has_usage = false;
 	cJSON_ArrayForEach(u, jget(k, "usage"))
 		has_usage |= cJSON_IsString(u) && strcmp(u->valuestring, usage) == 0;
-	if (!streq(jstr(k, "user_id"), user) || !has_usage || cJSON_GetArraySize(keys) != 1)
+	if (!streq(jstr_nonempty(k, "user_id"), user) || !has_usage || cJSON_GetArraySize(keys) != 1)
 		return false;
 	const cJSON *v = keys->child;
 	if (!cJSON_IsString(v) || !is_key(v->valuestring) || strncmp(v->string, "ed25519:", 8) != 0
@@ -142,10 +142,10 @@ apply_device(struct e2ee *e, const char *user, const char *dev, const cJSON *obj
 {
 	char name[512];
 	snprintf(name, sizeof name, "curve25519:%s", dev);
-	const char *curve = jstr(jobj(obj, "keys"), name);
+	const char *curve = jstr_nonempty(jobj(obj, "keys"), name);
 	snprintf(name, sizeof name, "ed25519:%s", dev);
-	const char *ed = jstr(jobj(obj, "keys"), name);
-	if (!streq(jstr(obj, "user_id"), user) || !streq(jstr(obj, "device_id"), dev) || !is_key(curve)
+	const char *ed = jstr_nonempty(jobj(obj, "keys"), name);
+	if (!streq(jstr_nonempty(obj, "user_id"), user) || !streq(jstr_nonempty(obj, "device_id"), dev) || !is_key(curve)
 		|| !is_key(ed) || crypto_verify_json(obj, user, dev, ed, e->err) < 0) {
 		log_warnx("%s: device %.64s of %s: keys missing, malformed or not self-signed: ignored", e->name, dev, user);
 		return 0;
@@ -228,7 +228,7 @@ enum e2ee_done_result
 e2ee_query_done(struct e2ee *e, long status, const cJSON *j)
 {
 	if (status != 200) {
-		log_warnx("%s: /keys/query refused (%ld %s)", e->name, status, jstr(j, "errcode") ? jstr(j, "errcode") : "");
+		log_warnx("%s: /keys/query refused (%ld %s)", e->name, status, jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "");
 		query_clear(e);
 		return E2EE_DONE_BACKOFF;
 	}
@@ -251,9 +251,9 @@ e2ee_room_encryption(struct e2ee *e, const char *room_id, const cJSON *content)
 		? (int64_t)ms->valuedouble : E2EE_ROTATION_MS;
 	int64_t rot_n = cJSON_IsNumber(n) && n->valuedouble >= 1 && n->valuedouble < 9e15
 		? (int64_t)n->valuedouble : E2EE_ROTATION_MSGS;
-	if (!streq(jstr(content, "algorithm"), CRYPTO_ALG_MEGOLM))
+	if (!streq(jstr_nonempty(content, "algorithm"), CRYPTO_ALG_MEGOLM))
 		log_warnx("%s: %s asks for encryption with %.64s; the bot uses %s there", e->name, room_id,
-			jstr(content, "algorithm") ? jstr(content, "algorithm") : "no algorithm", CRYPTO_ALG_MEGOLM);
+			jstr_nonempty(content, "algorithm") ? jstr_nonempty(content, "algorithm") : "no algorithm", CRYPTO_ALG_MEGOLM);
 	char **users;
 	size_t nu;
 	if (store_room_enc_put(e->st, room_id, rot_ms, rot_n) < 0 || store_member_list(e->st, room_id, &users, &nu) < 0)

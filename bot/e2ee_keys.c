@@ -110,7 +110,7 @@ upload_done(struct e2ee *e, long status, const cJSON *j, int64_t now_ms)
 		/* a reused key id with new content: our state went back in time (a restored backup) */
 		log_err("%s: the server refused our keys (%ld %s: %s); a refused one-time key id means the "
 			"encryption state was restored from a backup: start over with a new device", e->name, status,
-			jstr(j, "errcode") ? jstr(j, "errcode") : "", jstr(j, "error") ? jstr(j, "error") : "");
+			jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "", jstr_nonempty(j, "error") ? jstr_nonempty(j, "error") : "");
 	}
 	struct store_account row;
 	struct crypto_account *a = e2ee_account_load(e, &row);
@@ -240,9 +240,9 @@ offers_password(const cJSON *j)
 static enum e2ee_done_result
 xsign_done(struct e2ee *e, long status, const cJSON *j)
 {
-	if (status == 401 && offers_password(j) && jstr(j, "session") && !e->uia_session) {
+	if (status == 401 && offers_password(j) && jstr_nonempty(j, "session") && !e->uia_session) {
 		/* servers before spec v1.11 (Synapse before 1.89) want the password even for the first keys */
-		e->uia_session = xstrdup(jstr(j, "session"));
+		e->uia_session = xstrdup(jstr_nonempty(j, "session"));
 		log_info("%s: the server asks for the password to publish cross-signing keys", e->name);
 		return E2EE_DONE_OK;
 	}
@@ -250,7 +250,7 @@ xsign_done(struct e2ee *e, long status, const cJSON *j)
 	e->uia_session = NULL;
 	if (status != 200) {
 		log_warnx("%s: the server refused our cross-signing keys (%ld %s: %s)%s", e->name, status,
-			jstr(j, "errcode") ? jstr(j, "errcode") : "", jstr(j, "error") ? jstr(j, "error") : "",
+			jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "", jstr_nonempty(j, "error") ? jstr_nonempty(j, "error") : "",
 			status == 401 ? ": check password_file" : "");
 		e->xsign_gave_up = true;
 		return E2EE_DONE_OK;
@@ -311,7 +311,7 @@ signature_done(struct e2ee *e, long status, const cJSON *j)
 	const cJSON *f = jget(jobj(jobj(j, "failures"), e->user_id), e->device_id);
 	if (status != 200 || f) {
 		log_warnx("%s: the server refused the cross-signing signature of our device (%ld %s)", e->name, status,
-			jstr(f, "errcode") ? jstr(f, "errcode") : jstr(j, "errcode") ? jstr(j, "errcode") : "");
+			jstr_nonempty(f, "errcode") ? jstr_nonempty(f, "errcode") : jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "");
 		e->xsign_gave_up = true;
 		return E2EE_DONE_OK;
 	}

@@ -535,7 +535,7 @@ claimed(struct e2ee *e, struct crypto_account *a, const struct want *w, const cJ
 	if (rc <= 0)
 		return rc;
 	const cJSON *k = claimed_key(keys);
-	const char *otk = jstr(k, "key");
+	const char *otk = jstr_nonempty(k, "key");
 	struct buf mark;
 	buf_init(&mark);
 	buf_printf(&mark, "%s|%s", d.user_id, d.device_id);
@@ -574,7 +574,7 @@ enum e2ee_done_result
 e2ee_claim_done(struct e2ee *e, long status, const cJSON *j, int64_t now_ms)
 {
 	if (status != 200)
-		log_warnx("%s: /keys/claim refused (%ld %s)", e->name, status, jstr(j, "errcode") ? jstr(j, "errcode") : "");
+		log_warnx("%s: /keys/claim refused (%ld %s)", e->name, status, jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "");
 	const cJSON *otks = status == 200 ? jobj(j, "one_time_keys") : NULL;
 	int64_t t0 = mono_us();
 	size_t made = 0;
@@ -625,7 +625,7 @@ e2ee_todev_done(struct e2ee *e, long status, const cJSON *j)
 {
 	if (status != 200)
 		log_warnx("%s: to-device message refused (%ld %s): dropped", e->name, status,
-			jstr(j, "errcode") ? jstr(j, "errcode") : "");
+			jstr_nonempty(j, "errcode") ? jstr_nonempty(j, "errcode") : "");
 	bool own;
 	int rc = e2ee_tx_begin(e, &own) ? store_todev_delete(e->st, e->todev_id) : -1;
 	rc = e2ee_tx_end(e, own, rc == 0);

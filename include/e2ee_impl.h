@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "e2ee.h"
+#include "json.h"
 #include "store.h"
 
 #define RECENT_DECRYPTS 16
@@ -69,26 +70,6 @@ struct e2ee {
 };
 
 /* ---- small helpers (e2ee.c), the tiny ones inline ---- */
-
-static inline const cJSON *
-jget(const cJSON *o, const char *key)
-{
-	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-}
-
-static inline const char *
-jstr(const cJSON *o, const char *key)
-{
-	const cJSON *v = jget(o, key);
-	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
-}
-
-static inline const cJSON *
-jobj(const cJSON *o, const char *key)
-{
-	const cJSON *v = jget(o, key);
-	return cJSON_IsObject(v) ? v : NULL;
-}
 
 /* An unpadded base64 curve25519/ed25519 key or Megolm session id: 43 characters of the alphabet. */
 static inline bool
