@@ -9,7 +9,10 @@
  * router decided while it ran (send() only queues).  The requests go out
  * after COMMIT; each retry reuses its stored txnId.  So a crash before
  * COMMIT replays the batch and a crash after it resends the same txnIds:
- * nothing is lost and the server drops the second copy.
+ * nothing is lost and the server drops the second copy.  A batch whose
+ * timeline was cut short (limited) notes the gap in that same transaction;
+ * the gap lane then reads the missed messages from /messages, a page per
+ * transaction, through the same handle_event() and its once-only check.
  *
  * End-to-end encryption (e2ee.h) comes in at three functions and nowhere
  * else: incoming_event() (every room event is decrypted there),
@@ -56,6 +59,8 @@
 #define EPHEMERAL_ATTEMPTS 3
 #define LOCK_RETRY_MS 250
 #define HOUSEKEEPING_MS (3600 * 1000)
+#define GAP_PAGE 50
+#define GAP_MAX_PAGES 20                /* 1000 missed messages a gap: catch_up_s usually ends it sooner */
 #define SEAL_WAIT_MS 1000
 
 /*
@@ -71,11 +76,13 @@
 	"\"ephemeral\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}," \
 	"\"presence\":{\"not_types\":[\"*\"]},\"account_data\":{\"not_types\":[\"*\"]}}"
 static const char *const sync_filters[2] = { SYNC_FILTER("true"), SYNC_FILTER("false") };
+/* A gap needs only the messages: the sync's state section already covered its state changes. */
+#define GAP_FILTER "{\"types\":[\"m.room.message\",\"m.room.encrypted\"],\"lazy_load_members\":true}"
 
 /* ---------- the transport ---------- */
 
 enum lane_id {
-	LANE_AUTH, LANE_SYNC, LANE_OUT, LANE_EPH,
+	LANE_AUTH, LANE_SYNC, LANE_OUT, LANE_EPH, LANE_GAP,
 	LANE_KEYS, LANE_QUERY, LANE_CLAIM, LANE_TODEVICE,   /* end-to-end encryption, one e2ee_kind each */
 	LANE_COUNT
 };
@@ -154,6 +161,7 @@ struct matrix {
 	bool full_state;             /* this sync starts over without since, to learn every member */
 	bool seal_waiting;           /* the send lane waits for keys to be shared */
 	int64_t sync_sent_ms;        /* when the sync in flight was sent (stale one-time key counts) */
+	struct store_gap gap;        /* the gap whose page is in flight */
 };
 
 struct apply {
@@ -161,7 +169,8 @@ struct apply {
 	bool initial;                /* first sync after a fresh login: mark history seen */
 	int64_t now_ms, oldest_ms;
 	struct room *room;
-	size_t answered, old;
+	size_t answered, old, gaps;
+	int64_t earliest_ms;         /* a gap page: its oldest message */
 	struct buf text;
 };
 
@@ -170,6 +179,7 @@ static void run_auth(struct matrix *m);
 static void run_sync(struct matrix *m);
 static void run_out(struct matrix *m);
 static void run_eph(struct matrix *m);
+static void run_gap(struct matrix *m);
 static void run_keys(struct matrix *m);
 static void run_query(struct matrix *m);
 static void run_claim(struct matrix *m);
@@ -184,6 +194,7 @@ static const struct {
 	[LANE_SYNC] = { "sync", run_sync, 0 },
 	[LANE_OUT] = { "send", run_out, 0 },
 	[LANE_EPH] = { "typing/receipts", run_eph, 0 },
+	[LANE_GAP] = { "missed messages", run_gap, 0 },
 	[LANE_KEYS] = { "key upload", run_keys, E2EE_KEYS },
 	[LANE_QUERY] = { "key query", run_query, E2EE_QUERY },
 	[LANE_CLAIM] = { "key claim", run_claim, E2EE_CLAIM },
@@ -1316,6 +1327,13 @@ on_room_end(void *arg, const struct mx_room *mr)
 		if (m->e2ee && e2ee_room_left(m->e2ee, r->id) < 0)
 			m->apply_failed = true;
 	} else {
+		/* more happened while we were away than one batch holds: read the rest later, from /messages */
+		if (mr->limited && mr->prev_batch && m->since && !a->initial && r->join_at < 0 &&
+		    strcmp(r->membership, "join") == 0) {
+			if (store_gap_add(m->store, r->id, mr->prev_batch, m->since, a->now_ms) < 0)
+				m->apply_failed = true;
+			a->gaps++;
+		}
 		room_set(r, "join");
 		if (r->joined == 1 && r->invited <= 0 && !r->leaving) {
 			log_info("%s: leaving %s: nobody else is there", m->t->name, r->id);
@@ -1389,6 +1407,9 @@ apply_sync(struct matrix *m, const char *body, size_t len)
 		log_info("%s: sync batch had %zu malformed events, skipped", m->t->name, st.skipped);
 	if (a.old)
 		log_info("%s: %zu missed messages older than catch_up_s not answered", m->t->name, a.old);
+	if (a.gaps)
+		log_info("%s: %zu rooms had more new messages than one sync holds; reading the rest from the server",
+			m->t->name, a.gaps);
 	log_debug("%s: sync batch of %zu bytes applied in %lld us: %zu rooms, %zu events, %zu dispatched",
 		m->t->name, len, (long long)(loop_now_us() - t0), st.rooms, st.events, a.answered);
 	rv = 0;
@@ -1422,6 +1443,7 @@ done_sync(struct matrix *m, const struct http_resp *resp, const struct mx_error 
 	m->lanes[LANE_SYNC].failures = 0;
 	kick_crypto(m);
 	wake_out(m);
+	lane_kick(m, LANE_GAP);
 	lane_kick(m, LANE_SYNC);
 }
 
@@ -1440,6 +1462,137 @@ run_sync(struct matrix *m)
 		http_escape(&p, m->since);
 	}
 	lane_request(m, LANE_SYNC, HTTP_GET, p.s, NULL, timeout + SYNC_SLACK_MS, MX_MAX_SYNC_BYTES, done_sync);
+	buf_free(&p);
+}
+
+/* ---------- timeline gaps: what a limited sync left out, read from /messages ---------- */
+
+static void
+gap_event(void *arg, const struct mx_room *mr, const struct mx_event *ev)
+{
+	(void)mr;
+	struct apply *a = arg;
+	struct room *r = a->room;
+	if (ev->state_key || !ev->event_id || !ev->sender)
+		return;
+	if (ev->ts_ms && (!a->earliest_ms || ev->ts_ms < a->earliest_ms))
+		a->earliest_ms = ev->ts_ms;
+	const char *hist = ev->ts_ms && ev->ts_ms < a->m->history_before_ms ? "older than the bot's first start" : NULL;
+	handle_event(a, r, ev, hist, false);
+}
+
+/* Ends the gap in flight, in a transaction of its own. */
+static void
+gap_close(struct matrix *m, const char *why)
+{
+	log_info("%s: missed messages of %s: %s", m->t->name, m->gap.room_id, why);
+	if (store_gap_delete(m->store, m->gap.id) < 0)
+		log_warnx("%s: could not close a timeline gap; it will be read again (answers are never repeated)",
+			m->t->name);
+}
+
+/* One page of a gap, its answers and where to go on, in one transaction; -1 leaves everything as it was. */
+static int
+apply_gap(struct matrix *m, struct room *r, const char *body, size_t len)
+{
+	struct apply a = { .m = m, .now_ms = wall_ms(), .room = r };
+	a.oldest_ms = a.now_ms - m->set.catch_up_s * 1000;
+	buf_init(&a.text);
+	struct buf end, err;
+	buf_init(&end);
+	buf_init(&err);
+	static const struct mx_sync_visitor visitor = { .event = gap_event };
+	int rv = -1;
+	r->join_at = -1;
+	r->at = 0;
+	if (store_begin(m->store) < 0)
+		goto out;
+	m->apply_failed = false;
+	long n = matrix_page_parse(body, len, r->id, &visitor, &a, &end, NULL, &err);
+	if (n < 0) {
+		store_rollback(m->store);
+		log_warnx("%s: unusable page of missed messages: %s", m->t->name, err.s);
+		rv = 0;
+		gap_close(m, "the server's answer was unusable; the rest stays unanswered");
+		goto out;
+	}
+	/* the server has no more, or what is left is too old to answer anyway */
+	bool done = n == 0 || end.len == 0 || strcmp(end.s, m->gap.from) == 0 ||
+		(a.earliest_ms && a.earliest_ms < a.oldest_ms);
+	bool full = !done && m->gap.pages + 1 >= GAP_MAX_PAGES;
+	int rc = done || full ? store_gap_delete(m->store, m->gap.id) : store_gap_move(m->store, m->gap.id, end.s);
+	if (m->apply_failed || rc < 0) {
+		store_rollback(m->store);
+		rooms_load(m);
+		goto out;
+	}
+	crash_point("gap-before-commit");
+	if (store_commit(m->store) < 0) {
+		rooms_load(m);
+		goto out;
+	}
+	log_debug("%s: %ld missed events read in %s, %zu dispatched", m->t->name, n, r->id, a.answered);
+	if (a.old)
+		log_info("%s: %zu missed messages older than catch_up_s not answered", m->t->name, a.old);
+	if (full)
+		log_warnx("%s: more than %d missed messages in %s; the older ones stay unanswered", m->t->name,
+			GAP_MAX_PAGES * GAP_PAGE, r->id);
+	rv = 0;
+out:
+	buf_free(&a.text);
+	buf_free(&end);
+	buf_free(&err);
+	return rv;
+}
+
+static void
+done_gap(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
+{
+	if (e->outcome == MX_RETRY || e->outcome == MX_RATE) {
+		lane_retry(m, LANE_GAP, e);
+		return;
+	}
+	struct room *r = room_get(m, m->gap.room_id, false);
+	if (e->outcome != MX_OK) {
+		char why[256];
+		snprintf(why, sizeof why, "the server refused them (HTTP %ld %s); they stay unanswered", e->status, e->errcode);
+		gap_close(m, why);
+	} else if (!r || strcmp(r->membership, "join") != 0) {
+		gap_close(m, "no longer in the room");
+	} else if (apply_gap(m, r, resp->body, resp->len) < 0) {
+		struct mx_error bad = { .outcome = MX_RETRY, .status = resp->status };
+		snprintf(bad.error, sizeof bad.error, "could not apply the page");
+		lane_retry(m, LANE_GAP, &bad);
+		return;
+	}
+	wake_out(m);
+	lane_kick(m, LANE_GAP);
+}
+
+static void
+run_gap(struct matrix *m)
+{
+	store_gap_free(&m->gap);
+	/* only between batches: a sync being applied may still add to the gaps */
+	if (store_in_tx(m->store) || store_gap_next(m->store, &m->gap) != 1)
+		return;
+	struct room *r = room_get(m, m->gap.room_id, false);
+	if (!r || strcmp(r->membership, "join") != 0) {
+		gap_close(m, "no longer in the room");
+		lane_wait(m, LANE_GAP, 0);   /* the next one, from the loop rather than recursing */
+		return;
+	}
+	struct buf p;
+	buf_init(&p);
+	buf_adds(&p, "/rooms");
+	path_add(&p, r->id);
+	buf_printf(&p, "/messages?dir=b&limit=%d&from=", GAP_PAGE);
+	http_escape(&p, m->gap.from);
+	buf_adds(&p, "&to=");
+	http_escape(&p, m->gap.to);
+	buf_adds(&p, "&filter=");
+	http_escape(&p, GAP_FILTER);
+	lane_request(m, LANE_GAP, HTTP_GET, p.s, NULL, REQUEST_TIMEOUT_MS, MX_MAX_SYNC_BYTES, done_gap);
 	buf_free(&p);
 }
 
@@ -1760,6 +1913,7 @@ matrix_destroy(struct transport *t)
 	if (m->housekeeping)
 		loop_timer_del(t->loop, m->housekeeping);
 	store_out_free(&m->out);
+	store_gap_free(&m->gap);
 	e2ee_free(m->e2ee);
 	forget_pickle_key(m);
 	store_close(m->store);

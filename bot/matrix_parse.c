@@ -79,6 +79,7 @@ walk_room(struct walk *w, const cJSON *room, enum mx_membership section)
 		.joined = jint(summary, "m.joined_member_count", -1),
 		.invited = jint(summary, "m.invited_member_count", -1),
 		.limited = cJSON_IsTrue(jget(tl, "limited")),
+		.prev_batch = jstr(tl, "prev_batch"),
 		.timeline = jarr(tl, "events"),
 	};
 	w->st->rooms++;
@@ -141,6 +142,25 @@ walk_crypto(struct walk *w, const cJSON *root)
 	free(c.left);
 }
 
+/* A server's answer as a JSON object, or NULL with the reason in err. */
+static cJSON *
+parse_object(const char *json, size_t len, struct buf *err)
+{
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+	if (!root) {
+		size_t at = end && end >= json ? (size_t)(end - json) : 0;
+		buf_printf(err, "not valid JSON (%zu bytes, error near byte %zu)", len, at);
+		return NULL;
+	}
+	if (!cJSON_IsObject(root)) {
+		buf_adds(err, "not a JSON object");
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
 int
 matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v, void *arg,
 	struct buf *next_batch, struct mx_sync_stats *stats, struct buf *err)
@@ -148,16 +168,12 @@ matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v,
 	struct mx_sync_stats dummy;
 	struct walk w = { v, arg, stats ? stats : &dummy };
 	memset(w.st, 0, sizeof *w.st);
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
-	if (!root) {
-		size_t at = end && end >= json ? (size_t)(end - json) : 0;
-		buf_printf(err, "not valid JSON (%zu bytes, error near byte %zu)", len, at);
+	cJSON *root = parse_object(json, len, err);
+	if (!root)
 		return -1;
-	}
 	const char *nb = jstr(root, "next_batch");
-	if (!cJSON_IsObject(root) || !nb || !*nb) {
-		buf_printf(err, "%s", cJSON_IsObject(root) ? "no next_batch" : "not a JSON object");
+	if (!nb || !*nb) {
+		buf_adds(err, "no next_batch");
 		cJSON_Delete(root);
 		return -1;
 	}
@@ -175,6 +191,49 @@ matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v,
 	}
 	cJSON_Delete(root);
 	return 0;
+}
+
+long
+matrix_page_parse(const char *json, size_t len, const char *room_id, const struct mx_sync_visitor *v,
+	void *arg, struct buf *end, struct mx_sync_stats *stats, struct buf *err)
+{
+	struct mx_sync_stats dummy;
+	struct mx_sync_stats *st = stats ? stats : &dummy;
+	memset(st, 0, sizeof *st);
+	cJSON *root = parse_object(json, len, err);
+	if (!root)
+		return -1;
+	const cJSON *chunk = jarr(root, "chunk");
+	if (!chunk) {
+		buf_adds(err, "no chunk");
+		cJSON_Delete(root);
+		return -1;
+	}
+	const char *tok = jstr(root, "end");
+	buf_clear(end);
+	if (tok)
+		buf_adds(end, tok);
+	struct mx_room r = { .id = room_id, .section = MX_JOIN, .joined = -1, .invited = -1, .timeline = chunk };
+	/* newest first on the wire: walked backwards, so answered in the order they were written */
+	size_t n = 0, cap = (size_t)cJSON_GetArraySize(chunk);
+	const cJSON **evs = cap ? xcalloc(cap, sizeof *evs) : NULL;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, chunk)
+		if (n < cap)
+			evs[n++] = e;
+	for (size_t i = n; i-- > 0;) {
+		struct mx_event mev;
+		if (!matrix_event_parse(evs[i], false, &mev)) {
+			st->skipped++;
+			continue;
+		}
+		st->events++;
+		if (v->event)
+			v->event(arg, &r, &mev);
+	}
+	free(evs);
+	cJSON_Delete(root);
+	return (long)n;
 }
 
 const char *

@@ -5,7 +5,7 @@
  * store_test migrates each).  A crash leaves either the old or the new
  * version, never half of one.  Here: the schema, the SQL of every
  * statement, the connection, transactions, and the accessors of schemas 1
- * and 2; those of schema 3 (end-to-end encryption) are in store_crypto.c.
+ * 2 and 4; those of schema 3 (end-to-end encryption) are in store_crypto.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +72,9 @@ static const char *const migrations[] = {
 	" event_type TEXT NOT NULL, body TEXT NOT NULL, session_id TEXT, created_ms INTEGER NOT NULL);"
 	"CREATE TABLE crypto_marks (what TEXT NOT NULL, key TEXT NOT NULL, value TEXT, at_ms INTEGER NOT NULL,"
 	" PRIMARY KEY (what, key));",
+	/* 4: timeline gaps (a limited sync) still to be read from /messages */
+	"CREATE TABLE gaps (id INTEGER PRIMARY KEY AUTOINCREMENT, room_id TEXT NOT NULL, from_token TEXT NOT NULL,"
+	" to_token TEXT NOT NULL, pages INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_VERSION, "one migration per version");
@@ -100,6 +103,10 @@ static const char *const sql[Q_COUNT] = {
 	[Q_OUT_DEL] = "DELETE FROM outbox WHERE id = ?1",
 	[Q_OUT_EXPIRE] = "DELETE FROM outbox WHERE created_ms < ?1",
 	[Q_OUT_COUNT] = "SELECT count(*) FROM outbox",
+	[Q_GAP_ADD] = "INSERT INTO gaps (room_id, from_token, to_token, created_ms) VALUES (?1, ?2, ?3, ?4)",
+	[Q_GAP_NEXT] = "SELECT id, room_id, from_token, to_token, pages, created_ms FROM gaps ORDER BY id LIMIT 1",
+	[Q_GAP_MOVE] = "UPDATE gaps SET from_token = ?2, pages = pages + 1 WHERE id = ?1",
+	[Q_GAP_DEL] = "DELETE FROM gaps WHERE id = ?1",
 	[Q_ACC_GET] = "SELECT device_id, pickle, curve25519, ed25519, keys_uploaded, signed, forget_fallback_ms,"
 		" created_ms FROM olm_account WHERE device_id = ?1",
 	[Q_ACC_PUT] = "INSERT INTO olm_account (device_id, pickle, curve25519, ed25519, keys_uploaded, signed,"
@@ -702,6 +709,66 @@ store_out_count(struct store *s)
 	int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_reset(st);
 	return n;
+}
+
+int
+store_gap_add(struct store *s, const char *room_id, const char *from, const char *to, int64_t created_ms)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_GAP_ADD);
+	if (!st)
+		return -1;
+	bind_text(st, 1, room_id);
+	bind_text(st, 2, from);
+	bind_text(st, 3, to);
+	sqlite3_bind_int64(st, 4, created_ms);
+	return store_done(s, st, "noting a timeline gap");
+}
+
+int
+store_gap_next(struct store *s, struct store_gap *g)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_GAP_NEXT);
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*g = (struct store_gap){
+			.id = sqlite3_column_int64(st, 0), .room_id = col_text(st, 1), .from = col_text(st, 2),
+			.to = col_text(st, 3), .pages = (long)sqlite3_column_int64(st, 4),
+			.created_ms = sqlite3_column_int64(st, 5),
+		};
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_log_sql(s, "reading the timeline gaps");
+		return -1;
+	}
+	return rc == SQLITE_ROW;
+}
+
+int
+store_gap_move(struct store *s, int64_t id, const char *from)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_GAP_MOVE);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, from);
+	return store_done(s, st, "moving a timeline gap");
+}
+
+int
+store_gap_delete(struct store *s, int64_t id)
+{
+	return store_by_id(s, Q_GAP_DEL, id, "closing a timeline gap");
+}
+
+void
+store_gap_free(struct store_gap *g)
+{
+	free(g->room_id);
+	free(g->from);
+	free(g->to);
+	memset(g, 0, sizeof *g);
 }
 
 void

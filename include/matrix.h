@@ -35,6 +35,7 @@ struct mx_room {
 	enum mx_membership section;   /* rooms.join, rooms.invite or rooms.leave */
 	long joined, invited;         /* summary counts, -1 when absent (unchanged) */
 	bool limited;                 /* the timeline has a gap before it */
+	const char *prev_batch;       /* where the gap ends, for /messages; may be NULL */
 	const cJSON *timeline;        /* timeline.events, to look ahead; may be NULL */
 };
 
@@ -93,6 +94,16 @@ struct mx_sync_stats {
  */
 int matrix_sync_parse(const char *json, size_t len, const struct mx_sync_visitor *v, void *arg,
 	struct buf *next_batch, struct mx_sync_stats *stats, struct buf *err);
+
+/*
+ * Parses one /rooms/{id}/messages page read backwards (dir=b, newest
+ * first) and walks its events oldest first with v->event, as if they were
+ * the timeline of room_id.  end receives the token to read on from, empty
+ * when the server has no more.  Returns the number of events in the page,
+ * or -1 with a reason in err (then no callback has run).
+ */
+long matrix_page_parse(const char *json, size_t len, const char *room_id, const struct mx_sync_visitor *v,
+	void *arg, struct buf *end, struct mx_sync_stats *stats, struct buf *err);
 
 /* Fills ev from one event object; false when it has no type. */
 bool matrix_event_parse(const cJSON *obj, bool state, struct mx_event *ev);

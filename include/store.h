@@ -20,7 +20,7 @@
 
 #include "buf.h"
 
-#define STORE_VERSION 3
+#define STORE_VERSION 4
 
 enum store_open_result {
 	STORE_OK = 0,
@@ -102,6 +102,26 @@ int store_out_delete(struct store *s, int64_t id);
 int store_out_expire(struct store *s, int64_t before_ms);
 int store_out_count(struct store *s);
 void store_out_free(struct store_out *o);
+
+/*
+ * Timeline gaps (schema 4): a limited sync left events between to (the
+ * since token of that sync) and from (its prev_batch) unseen.  Noted in the
+ * sync's own transaction, read back page by page from /messages, newest first.
+ */
+struct store_gap {
+	int64_t id;
+	char *room_id;
+	char *from, *to;        /* /messages tokens: continue from, stop at */
+	long pages;             /* pages read so far */
+	int64_t created_ms;
+};
+int store_gap_add(struct store *s, const char *room_id, const char *from, const char *to, int64_t created_ms);
+/* The oldest open gap: 1 found, 0 none. */
+int store_gap_next(struct store *s, struct store_gap *g);
+/* Read one more page: continue from `from` next time. */
+int store_gap_move(struct store *s, int64_t id, const char *from);
+int store_gap_delete(struct store *s, int64_t id);
+void store_gap_free(struct store_gap *g);
 
 /*
  * End-to-end encryption (schema 3).  Pickles are libolm objects encrypted

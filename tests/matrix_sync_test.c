@@ -402,6 +402,47 @@ test_classify(void)
 	T_OK(in_range, "backoff 1 s doubling to 60 s, jitter within +-20 %%");
 }
 
+/* A /messages page read backwards: walked oldest first, with the token to go on from. */
+static void
+page_event(void *arg, const struct mx_room *r, const struct mx_event *ev)
+{
+	struct buf *seen = arg;
+	buf_printf(seen, "%s%s@%s", seen->len ? "," : "", ev->event_id ? ev->event_id : "-", r->id);
+}
+
+static void
+test_page(void)
+{
+	static const struct mx_sync_visitor v = { .event = page_event };
+	struct buf seen, end, err;
+	buf_init(&seen);
+	buf_init(&end);
+	buf_init(&err);
+	const char *page = "{\"chunk\":[{\"type\":\"m.room.message\",\"event_id\":\"$3\"},7,"
+		"{\"type\":\"m.room.message\",\"event_id\":\"$2\"},{\"no\":1},"
+		"{\"type\":\"m.room.encrypted\",\"event_id\":\"$1\"}],\"start\":\"p9\",\"end\":\"p4\"}";
+	struct mx_sync_stats st;
+	long n = matrix_page_parse(page, strlen(page), "!r:x", &v, &seen, &end, &st, &err);
+	T_OK(n == 5 && strcmp(seen.s, "$1@!r:x,$2@!r:x,$3@!r:x") == 0 && st.events == 3 && st.skipped == 2,
+		"a page is walked oldest first as the room's timeline, odd entries skipped (%s)", seen.s);
+	T_OK(strcmp(end.s, "p4") == 0, "the token to read on from");
+	buf_clear(&seen);
+	const char *last = "{\"chunk\":[],\"start\":\"p4\"}";
+	T_OK(matrix_page_parse(last, strlen(last), "!r:x", &v, &seen, &end, NULL, &err) == 0 && end.len == 0,
+		"the last page: no events, no end");
+	static const char *const bad[] = { "", "[]", "{\"end\":\"p1\"}", "{\"chunk\":{}}", "{\"chunk\":[" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		buf_clear(&err);
+		buf_clear(&seen);
+		long rc = matrix_page_parse(bad[i], strlen(bad[i]), "!r:x", &v, &seen, &end, NULL, &err);
+		T_OK(rc < 0 && err.len && seen.len == 0, "a bad page is refused with a reason before any event: '%s' (%s)",
+			bad[i], err.len ? err.s : "");
+	}
+	buf_free(&seen);
+	buf_free(&end);
+	buf_free(&err);
+}
+
 int
 main(void)
 {
@@ -412,5 +453,6 @@ main(void)
 	test_skip_and_text();
 	test_reply();
 	test_classify();
+	test_page();
 	T_EXIT();
 }

@@ -201,6 +201,22 @@ test_tables(void)
 	T_OK(store_out_next(s, 0, &got) == 0, "an empty outbox");
 	T_OK(store_begin(s) == 0 && store_begin(s) < 0, "one transaction at a time");
 	store_rollback(s);
+
+	struct store_gap g;
+	T_OK(store_gap_next(s, &g) == 0, "no gaps in a fresh store");
+	store_gap_add(s, "!r:x", "p9", "s3_0_0", 100);
+	store_gap_add(s, "!q:x", "p20", "s12_0_0", 200);
+	T_OK(store_gap_next(s, &g) == 1 && strcmp(g.room_id, "!r:x") == 0 && strcmp(g.from, "p9") == 0
+		&& strcmp(g.to, "s3_0_0") == 0 && g.pages == 0, "gaps come back oldest first");
+	store_gap_move(s, g.id, "p4");
+	int64_t gid = g.id;
+	store_gap_free(&g);
+	T_OK(store_gap_next(s, &g) == 1 && g.id == gid && strcmp(g.from, "p4") == 0 && g.pages == 1,
+		"a gap read one page further continues from the new token");
+	store_gap_free(&g);
+	store_gap_delete(s, gid);
+	T_OK(store_gap_next(s, &g) == 1 && strcmp(g.room_id, "!q:x") == 0, "a closed gap is gone, the next one waits");
+	store_gap_free(&g);
 	store_close(s);
 	buf_free(&err);
 }
@@ -369,6 +385,12 @@ test_migrations(void)
 			"version %d: crypto tables %s", v, v >= 3 ? "kept" : "added, empty");
 		if (got == 1)
 			store_account_free(&acc);
+		struct store_gap gap;
+		got = store_gap_next(s, &gap);
+		T_OK(v >= 4 ? got == 1 && strcmp(gap.to, "s72594_4483_1934") == 0 : got == 0,
+			"version %d: timeline gaps %s", v, v >= 4 ? "kept" : "table added, empty");
+		if (got == 1)
+			store_gap_free(&gap);
 		store_close(s);
 		char *schema = schema_of(to);
 		T_OK(strcmp(schema, fresh) == 0, "version %d migrated has exactly the schema of a fresh store", v);

@@ -2,7 +2,9 @@
  * fuzz_matrix_sync.c: what kneebot does with the bytes of a /sync response
  * before any I/O: parse and walk it, decide for each message whether it is
  * for the bot, extract the text to judge, build the reply content from the
- * message's own bytes, and classify the bytes as an error body.
+ * message's own bytes, and classify the bytes as an error body.  The same
+ * bytes are also read as a /messages page (timeline gaps), whose events go
+ * the same way.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +71,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_init(&nb);
 	buf_init(&err);
 	matrix_sync_parse((const char *)data, size, &v, &text, &nb, NULL, &err);
+	buf_clear(&err);
+	matrix_page_parse((const char *)data, size, "!gap:localhost", &v, &text, &nb, NULL, &err);
 	struct mx_error e;
 	matrix_classify(429, (const char *)data, size, -1, &e);
 	buf_free(&text);

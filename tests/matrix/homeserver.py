@@ -926,21 +926,47 @@ class Handler(BaseHTTPRequestHandler):
             return 200, json.dumps([self.hs._render(e, *who) for e in room.state.values()]).encode()
 
     def h_messages(self, who, args, q, b, method, path):
+        """dir is required (v1.3+); from/to take prev_batch, next_batch or end tokens; end is left out
+        when there is nothing further; filter is a RoomEventFilter (types only)."""
         hs = self.hs
         with hs.cond:
             room = self.room(args[0])
             self.must_be_joined(room, who[0])
+            d = q.get("dir")
+            if d not in ("b", "f"):
+                raise MatrixError(400, "M_INVALID_PARAM", "dir must be b or f")
+
+            def pos_of(tok, default):
+                if not tok:
+                    return default
+                m = re.fullmatch(r"p(\d+)|s(\d+)_\d+_\d+", tok)
+                if not m:
+                    raise MatrixError(400, "M_INVALID_PARAM", "Invalid token %r" % tok)
+                return int(m.group(1) or m.group(2))
             frm = q.get("from", "")
-            m = re.match(r"[ps](\d+)", frm)
-            pos = int(m.group(1)) if m else hs.pos
-            limit = int(q.get("limit", "10"))
-            if q.get("dir", "b") == "b":
-                evs = [e for e in room.events if e.pos <= pos][-limit:][::-1]
-                end = "p%d" % (evs[-1].pos - 1) if evs else frm
+            pos = pos_of(frm, hs.pos if d == "b" else 0)
+            to = q.get("to")
+            limit = max(1, min(int(q.get("limit", "10")), 1000))
+            filt = json.loads(q["filter"]) if q.get("filter") else None
+            if d == "b":
+                lo = pos_of(to, 0) if to else 0
+                window = [e for e in room.events if lo < e.pos <= pos and type_matches(filt, e.ev["type"])]
+                page = window[-limit:][::-1]
+                more = len(window) > len(page)
+                end = "p%d" % (page[-1].pos - 1) if page else None
             else:
-                evs = [e for e in room.events if e.pos > pos][:limit]
-                end = "p%d" % evs[-1].pos if evs else frm
-            return {"chunk": [hs._render(e, *who) for e in evs], "start": frm, "end": end}
+                hi = pos_of(to, hs.pos) if to else hs.pos
+                window = [e for e in room.events if pos < e.pos <= hi and type_matches(filt, e.ev["type"])]
+                page = window[:limit]
+                more = len(window) > len(page)
+                end = "p%d" % page[-1].pos if page else None
+            chunk = [hs._render(e, *who) for e in page]
+            for ev in chunk:
+                ev["room_id"] = room.id
+            resp = {"chunk": chunk, "start": frm or "p%d" % pos}
+            if more and end:
+                resp["end"] = end
+            return resp
 
     def idempotent(self, who, method, path, make):
         """The same txnId from the same device gets the same answer and no second event."""
