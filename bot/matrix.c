@@ -60,6 +60,7 @@
 #define LOCK_RETRY_MS 250
 #define HOUSEKEEPING_MS (3600 * 1000)
 #define GAP_PAGE 50
+#define SINCE_REFUSALS 3
 #define GAP_MAX_PAGES 20                /* 1000 missed messages a gap: catch_up_s usually ends it sooner */
 #define SEAL_WAIT_MS 1000
 
@@ -162,6 +163,7 @@ struct matrix {
 	bool seal_waiting;           /* the send lane waits for keys to be shared */
 	int64_t sync_sent_ms;        /* when the sync in flight was sent (stale one-time key counts) */
 	struct store_gap gap;        /* the gap whose page is in flight */
+	unsigned since_refusals;     /* 400s in a row to a sync with since */
 };
 
 struct apply {
@@ -1425,13 +1427,34 @@ out:
 	return rv;
 }
 
+/*
+ * The server keeps refusing our since token (its database restored, the
+ * token from another server): without starting over the bot would retry
+ * it forever and stay deaf.  Starting over answers nothing in between.
+ */
+static void
+since_refused(struct matrix *m, const struct mx_error *e)
+{
+	if (++m->since_refusals < SINCE_REFUSALS)
+		return;
+	log_warnx("%s: the server refuses our sync position (HTTP %ld %s: %s); starting over from now, so messages "
+		"in between stay unanswered", m->t->name, e->status, e->errcode, e->error);
+	if (store_meta_set(m->store, "next_batch", NULL) < 0)
+		return;
+	set_str(&m->since, NULL);
+	m->since_refusals = 0;
+}
+
 static void
 done_sync(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
 {
 	if (e->outcome != MX_OK) {
+		if (e->outcome == MX_FAIL && e->status == 400 && m->since)
+			since_refused(m, e);
 		lane_retry(m, LANE_SYNC, e);
 		return;
 	}
+	m->since_refusals = 0;
 	m->sync_arrived_us = resp->done_us;
 	m->first_reply_id = 0;
 	if (apply_sync(m, resp->body, resp->len) < 0) {

@@ -269,6 +269,19 @@ async def part_relogin(hs, tmp, bot_id, alice, rid, bot):
     after = [x for x in hs.logins if x[0] == bot_id]
     check(after[-1][2] is None and after[-1][1] != dev and "LOGGED OUT" in bot.log(),
           "hard logout: a new device, with a loud warning")
+
+    # the server no longer knows our sync position (a restored database): 400 M_INVALID_PARAM every time
+    bot.stop()
+    con = sqlite3.connect(bot.db)
+    con.execute("UPDATE meta SET value = 'not-a-token' WHERE key = 'next_batch'")
+    con.commit()
+    con.close()
+    mark = "starting over from now"
+    bot.start()
+    hs.wait_for(lambda: "sync batch of" in bot.log().partition(mark)[2], 40)   # its fresh first sync
+    q = await say(alice, rid, QUESTIONS[1])
+    check(len(wait_reply(hs, bot_id, rid, q, 30)) == 1 and mark in bot.log(),
+          "a sync position the server keeps refusing: after three 400s the bot starts over and answers again")
     bot.stop()
 
 
