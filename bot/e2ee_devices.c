@@ -289,6 +289,12 @@ e2ee_member(struct e2ee *e, const char *room_id, const char *user_id, const char
 }
 
 int
+e2ee_outdate_all(struct e2ee *e)
+{
+	return store_tracked_outdate_all(e->st);
+}
+
+int
 e2ee_room_left(struct e2ee *e, const char *room_id)
 {
 	return store_member_forget_room(e->st, room_id) < 0 || store_megolm_out_delete(e->st, room_id) < 0 ? -1 : 0;

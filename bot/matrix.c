@@ -60,8 +60,8 @@
 #define LOCK_RETRY_MS 250
 #define HOUSEKEEPING_MS (3600 * 1000)
 #define GAP_PAGE 50
-#define SINCE_REFUSALS 3
-#define GAP_MAX_PAGES 20                /* 1000 missed messages a gap: catch_up_s usually ends it sooner */
+#define SINCE_REFUSALS 5                /* 400s in a row, over 15 s of backoff */
+#define GAP_MAX_PAGES 20                /* up to 1000 missed messages a gap: catch_up_s usually ends it sooner */
 #define SEAL_WAIT_MS 1000
 
 /*
@@ -120,6 +120,7 @@ struct room {
 	int at;                  /* timeline index of the event being applied */
 	const char *inviter;
 	bool kicked;
+	bool seen;               /* named in this batch */
 };
 
 /* Typing notices and read receipts: in memory, best effort. */
@@ -164,6 +165,7 @@ struct matrix {
 	int64_t sync_sent_ms;        /* when the sync in flight was sent (stale one-time key counts) */
 	struct store_gap gap;        /* the gap whose page is in flight */
 	unsigned since_refusals;     /* 400s in a row to a sync with since */
+	bool since_dropped;          /* ... so this sync goes without it; the store still has it */
 };
 
 struct apply {
@@ -172,7 +174,7 @@ struct apply {
 	int64_t now_ms, oldest_ms;
 	struct room *room;
 	size_t answered, old, gaps;
-	int64_t earliest_ms;         /* a gap page: its oldest message */
+	int64_t latest_ms;           /* a gap page: its newest message */
 	struct buf text;
 };
 
@@ -1120,6 +1122,7 @@ on_room(void *arg, const struct mx_room *mr)
 	struct apply *a = arg;
 	struct room *r = room_get(a->m, mr->id, true);
 	a->room = r;
+	r->seen = true;
 	r->join_at = mr->section == MX_JOIN ? matrix_own_join_index(mr->timeline, a->m->user_id) : -1;
 	r->at = 0;
 	r->inviter = NULL;
@@ -1366,6 +1369,26 @@ rooms_compact(struct matrix *m)
 	}
 }
 
+/*
+ * A sync without since lists every room the bot is in: one it thought it
+ * was in and is not named was left while nobody listened, and device lists
+ * may have changed unseen.
+ */
+static int
+whole_sync(struct matrix *m)
+{
+	for (size_t i = 0; i < m->nrooms; i++) {
+		struct room *r = &m->rooms[i];
+		if (r->seen || strcmp(r->membership, "leave") == 0)
+			continue;
+		log_info("%s: no longer in %s", m->t->name, r->id);
+		room_set(r, "leave");
+		if ((m->e2ee && e2ee_room_left(m->e2ee, r->id) < 0) || room_save(m, r) < 0)
+			return -1;
+	}
+	return m->e2ee ? e2ee_outdate_all(m->e2ee) : 0;
+}
+
 /* Applies one /sync response in one transaction with its next_batch; -1 leaves everything as it was. */
 static int
 apply_sync(struct matrix *m, const char *body, size_t len)
@@ -1383,10 +1406,14 @@ apply_sync(struct matrix *m, const char *body, size_t len)
 	if (store_begin(m->store) < 0)
 		goto out;
 	m->apply_failed = false;
+	for (size_t i = 0; i < m->nrooms; i++)
+		m->rooms[i].seen = false;
 	if (matrix_sync_parse(body, len, &apply_visitor, &a, &nb, &st, &err) < 0) {
 		log_warnx("%s: unusable sync response: %s", m->t->name, err.s);
 		goto rollback;
 	}
+	if (!m->since && whole_sync(m) < 0)
+		goto rollback;
 	if (a.initial && !m->history_before_ms) {
 		char ms[32];
 		snprintf(ms, sizeof ms, "%lld", (long long)a.now_ms);
@@ -1430,18 +1457,33 @@ out:
 /*
  * The server keeps refusing our since token (its database restored, the
  * token from another server): without starting over the bot would retry
- * it forever and stay deaf.  Starting over answers nothing in between.
+ * it forever and stay deaf.  It starts over in memory only, as a full sync
+ * that still answers what it holds and was not answered yet; the stored
+ * token is replaced only when that sync is applied, and comes back if the
+ * server refuses that too.
  */
 static void
-since_refused(struct matrix *m, const struct mx_error *e)
+sync_failed(struct matrix *m, const struct mx_error *e)
 {
-	if (++m->since_refusals < SINCE_REFUSALS)
+	bool refused = e->outcome == MX_FAIL && e->status == 400 &&
+		(strcmp(e->errcode, "M_INVALID_PARAM") == 0 || strcmp(e->errcode, "M_UNKNOWN") == 0);
+	if (!refused) {
+		m->since_refusals = 0;
 		return;
-	log_warnx("%s: the server refuses our sync position (HTTP %ld %s: %s); starting over from now, so messages "
-		"in between stay unanswered", m->t->name, e->status, e->errcode, e->error);
-	if (store_meta_set(m->store, "next_batch", NULL) < 0)
+	}
+	if (m->since_dropped && !m->since) {
+		m->since = store_meta_get(m->store, "next_batch");
+		m->since_dropped = m->full_state = false;
+		m->since_refusals = 0;
+		log_warnx("%s: the server refuses a sync without position too; back to the stored one", m->t->name);
 		return;
+	}
+	if (!m->since || ++m->since_refusals < SINCE_REFUSALS)
+		return;
+	log_warnx("%s: the server refuses our sync position (HTTP %ld %s: %s); starting over from what it holds now, "
+		"so messages beyond that stay unanswered", m->t->name, e->status, e->errcode, e->error);
 	set_str(&m->since, NULL);
+	m->since_dropped = m->full_state = true;
 	m->since_refusals = 0;
 }
 
@@ -1449,12 +1491,12 @@ static void
 done_sync(struct matrix *m, const struct http_resp *resp, const struct mx_error *e)
 {
 	if (e->outcome != MX_OK) {
-		if (e->outcome == MX_FAIL && e->status == 400 && m->since)
-			since_refused(m, e);
+		sync_failed(m, e);
 		lane_retry(m, LANE_SYNC, e);
 		return;
 	}
 	m->since_refusals = 0;
+	m->since_dropped = false;
 	m->sync_arrived_us = resp->done_us;
 	m->first_reply_id = 0;
 	if (apply_sync(m, resp->body, resp->len) < 0) {
@@ -1498,20 +1540,18 @@ gap_event(void *arg, const struct mx_room *mr, const struct mx_event *ev)
 	struct room *r = a->room;
 	if (ev->state_key || !ev->event_id || !ev->sender)
 		return;
-	if (ev->ts_ms && (!a->earliest_ms || ev->ts_ms < a->earliest_ms))
-		a->earliest_ms = ev->ts_ms;
+	if (ev->ts_ms > a->latest_ms)
+		a->latest_ms = ev->ts_ms;
 	const char *hist = ev->ts_ms && ev->ts_ms < a->m->history_before_ms ? "older than the bot's first start" : NULL;
 	handle_event(a, r, ev, hist, false);
 }
 
-/* Ends the gap in flight, in a transaction of its own. */
-static void
+/* Ends the gap in flight, in a transaction of its own; -1 when the store would not. */
+static int
 gap_close(struct matrix *m, const char *why)
 {
 	log_info("%s: missed messages of %s: %s", m->t->name, m->gap.room_id, why);
-	if (store_gap_delete(m->store, m->gap.id) < 0)
-		log_warnx("%s: could not close a timeline gap; it will be read again (answers are never repeated)",
-			m->t->name);
+	return store_gap_delete(m->store, m->gap.id);
 }
 
 /* One page of a gap, its answers and where to go on, in one transaction; -1 leaves everything as it was. */
@@ -1535,37 +1575,45 @@ apply_gap(struct matrix *m, struct room *r, const char *body, size_t len)
 	if (n < 0) {
 		store_rollback(m->store);
 		log_warnx("%s: unusable page of missed messages: %s", m->t->name, err.s);
-		rv = 0;
-		gap_close(m, "the server's answer was unusable; the rest stays unanswered");
+		rv = gap_close(m, "the server's answer was unusable; the rest stays unanswered");
 		goto out;
 	}
-	/* the server has no more, or what is left is too old to answer anyway */
-	bool done = n == 0 || end.len == 0 || strcmp(end.s, m->gap.from) == 0 ||
-		(a.earliest_ms && a.earliest_ms < a.oldest_ms);
+	/*
+	 * Only a missing end says there is no more: a page can be empty and
+	 * still go on (events the server filtered out).  Pages go newest first,
+	 * so once the newest message of one is too old, so is the rest.
+	 */
+	bool done = end.len == 0 || strcmp(end.s, m->gap.from) == 0 || (a.latest_ms && a.latest_ms < a.oldest_ms);
 	bool full = !done && m->gap.pages + 1 >= GAP_MAX_PAGES;
 	int rc = done || full ? store_gap_delete(m->store, m->gap.id) : store_gap_move(m->store, m->gap.id, end.s);
 	if (m->apply_failed || rc < 0) {
 		store_rollback(m->store);
-		rooms_load(m);
 		goto out;
 	}
 	crash_point("gap-before-commit");
-	if (store_commit(m->store) < 0) {
-		rooms_load(m);
+	if (store_commit(m->store) < 0)
 		goto out;
-	}
 	log_debug("%s: %ld missed events read in %s, %zu dispatched", m->t->name, n, r->id, a.answered);
 	if (a.old)
 		log_info("%s: %zu missed messages older than catch_up_s not answered", m->t->name, a.old);
 	if (full)
-		log_warnx("%s: more than %d missed messages in %s; the older ones stay unanswered", m->t->name,
-			GAP_MAX_PAGES * GAP_PAGE, r->id);
+		log_warnx("%s: missed messages in %s go back more than %d pages; the older ones stay unanswered",
+			m->t->name, r->id, GAP_MAX_PAGES);
 	rv = 0;
 out:
 	buf_free(&a.text);
 	buf_free(&end);
 	buf_free(&err);
 	return rv;
+}
+
+/* After a failure to read or close the gap: the same one again, after the lane's backoff. */
+static void
+gap_retry(struct matrix *m, const char *what)
+{
+	struct mx_error bad = { .outcome = MX_RETRY };
+	snprintf(bad.error, sizeof bad.error, "%s", what);
+	lane_retry(m, LANE_GAP, &bad);
 }
 
 static void
@@ -1576,16 +1624,18 @@ done_gap(struct matrix *m, const struct http_resp *resp, const struct mx_error *
 		return;
 	}
 	struct room *r = room_get(m, m->gap.room_id, false);
+	int rc;
 	if (e->outcome != MX_OK) {
 		char why[256];
 		snprintf(why, sizeof why, "the server refused them (HTTP %ld %s); they stay unanswered", e->status, e->errcode);
-		gap_close(m, why);
+		rc = gap_close(m, why);
 	} else if (!r || strcmp(r->membership, "join") != 0) {
-		gap_close(m, "no longer in the room");
-	} else if (apply_gap(m, r, resp->body, resp->len) < 0) {
-		struct mx_error bad = { .outcome = MX_RETRY, .status = resp->status };
-		snprintf(bad.error, sizeof bad.error, "could not apply the page");
-		lane_retry(m, LANE_GAP, &bad);
+		rc = gap_close(m, "no longer in the room");
+	} else {
+		rc = apply_gap(m, r, resp->body, resp->len);
+	}
+	if (rc < 0) {
+		gap_retry(m, "could not apply the page");
 		return;
 	}
 	wake_out(m);
@@ -1600,9 +1650,13 @@ run_gap(struct matrix *m)
 	if (store_in_tx(m->store) || store_gap_next(m->store, &m->gap) != 1)
 		return;
 	struct room *r = room_get(m, m->gap.room_id, false);
-	if (!r || strcmp(r->membership, "join") != 0) {
-		gap_close(m, "no longer in the room");
-		lane_wait(m, LANE_GAP, 0);   /* the next one, from the loop rather than recursing */
+	/* everything in a gap is older than the gap itself */
+	bool stale = m->gap.created_ms < wall_ms() - m->set.catch_up_s * 1000;
+	if (!r || strcmp(r->membership, "join") != 0 || stale) {
+		if (gap_close(m, stale ? "older than catch_up_s" : "no longer in the room") < 0)
+			gap_retry(m, "could not close a timeline gap");
+		else
+			lane_wait(m, LANE_GAP, 0);   /* the next one, from the loop rather than recursing */
 		return;
 	}
 	struct buf p;

@@ -130,6 +130,7 @@ static const char *const sql[Q_COUNT] = {
 	[Q_TR_OUTDATED] = "SELECT user_id, outdated, generation, master FROM tracked_users WHERE outdated != 0"
 		" ORDER BY user_id LIMIT ?1",
 	[Q_TR_DEL] = "DELETE FROM tracked_users WHERE user_id = ?1",
+	[Q_TR_ALL_OUT] = "UPDATE tracked_users SET outdated = 1, generation = generation + 1",
 	[Q_DEV_GET] = "SELECT user_id, device_id, ed25519, curve25519, cross_signed, deleted FROM devices"
 		" WHERE user_id = ?1 AND device_id = ?2",
 	[Q_DEV_CURVE] = "SELECT user_id, device_id, ed25519, curve25519, cross_signed, deleted FROM devices"

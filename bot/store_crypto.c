@@ -274,6 +274,13 @@ store_tracked_delete(struct store *s, const char *user_id)
 	return exec_texts(s, Q_TR_DEL, TEXTS(user_id), "untracking a user");
 }
 
+int
+store_tracked_outdate_all(struct store *s)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_TR_ALL_OUT);
+	return st ? store_done(s, st, "marking every device list outdated") : -1;
+}
+
 void
 store_tracked_free(struct store_tracked *v, size_t n)
 {

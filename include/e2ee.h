@@ -96,6 +96,8 @@ int e2ee_room_encryption(struct e2ee *e, const char *room_id, const cJSON *conte
 int e2ee_member(struct e2ee *e, const char *room_id, const char *user_id, const char *membership, bool encrypted);
 /* The bot left the room: its members and outbound session are forgotten. */
 int e2ee_room_left(struct e2ee *e, const char *room_id);
+/* A sync without since says nothing of device lists that changed before it: every list is queried again. */
+int e2ee_outdate_all(struct e2ee *e);
 
 enum e2ee_in {
 	E2EE_IN_PLAIN,   /* not encrypted: use the event as it is */

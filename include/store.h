@@ -174,6 +174,7 @@ int store_tracked_get(struct store *s, const char *user_id, struct store_tracked
 int store_tracked_put(struct store *s, const struct store_tracked *t);
 int store_tracked_outdated(struct store *s, size_t max, struct store_tracked **v, size_t *n);
 int store_tracked_delete(struct store *s, const char *user_id);
+int store_tracked_outdate_all(struct store *s);
 void store_tracked_free(struct store_tracked *v, size_t n);
 
 /* Devices of tracked users as /keys/query gave them and we verified them; ed25519 pinned. */

@@ -166,6 +166,8 @@ class Homeserver:
         self.logins = []         # (user, device_id, requested device_id)
         self.raw_sync = {}       # user -> [raw bodies to answer the next syncs with]
         self.force_limited = set()
+        self.hidden = set()             # event ids /messages fetches but filters out (history visibility)
+        self.messages_cap = None        # a server's own cap on /messages' limit
         self.require_uia_for_xsign = False
         self.uia_sessions = set()
         self.hold_to_device = False
@@ -926,8 +928,10 @@ class Handler(BaseHTTPRequestHandler):
             return 200, json.dumps([self.hs._render(e, *who) for e in room.state.values()]).encode()
 
     def h_messages(self, who, args, q, b, method, path):
-        """dir is required (v1.3+); from/to take prev_batch, next_batch or end tokens; end is left out
-        when there is nothing further; filter is a RoomEventFilter (types only)."""
+        """dir is required (v1.3+); from/to take prev_batch, next_batch or end tokens; filter is a
+        RoomEventFilter (types only).  As Synapse does: end comes with every page that read events, even
+        when visibility filtering (hidden) left none of them in the chunk, and is left out only when
+        there was nothing more to read; limit is capped by the server (messages_cap)."""
         hs = self.hs
         with hs.cond:
             room = self.room(args[0])
@@ -946,25 +950,23 @@ class Handler(BaseHTTPRequestHandler):
             frm = q.get("from", "")
             pos = pos_of(frm, hs.pos if d == "b" else 0)
             to = q.get("to")
-            limit = max(1, min(int(q.get("limit", "10")), 1000))
+            limit = max(1, min(int(q.get("limit", "10")), hs.messages_cap or 1000))
             filt = json.loads(q["filter"]) if q.get("filter") else None
             if d == "b":
                 lo = pos_of(to, 0) if to else 0
                 window = [e for e in room.events if lo < e.pos <= pos and type_matches(filt, e.ev["type"])]
                 page = window[-limit:][::-1]
-                more = len(window) > len(page)
                 end = "p%d" % (page[-1].pos - 1) if page else None
             else:
                 hi = pos_of(to, hs.pos) if to else hs.pos
                 window = [e for e in room.events if pos < e.pos <= hi and type_matches(filt, e.ev["type"])]
                 page = window[:limit]
-                more = len(window) > len(page)
                 end = "p%d" % page[-1].pos if page else None
-            chunk = [hs._render(e, *who) for e in page]
+            chunk = [hs._render(e, *who) for e in page if e.ev["event_id"] not in hs.hidden]
             for ev in chunk:
                 ev["room_id"] = room.id
             resp = {"chunk": chunk, "start": frm or "p%d" % pos}
-            if more and end:
+            if end:
                 resp["end"] = end
             return resp
 
