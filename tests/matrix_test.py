@@ -115,6 +115,10 @@ async def part_behaviour(hs, tmp, bot_id, alice, carol, otherbot):
         wait_reply(hs, bot_id, rid, q7)
         check(hs.wait_for(lambda: hs.rooms[pub].membership(bot_id) == "join", WAIT) is not None,
               "!join with a room alias: the bot joins")
+        q7b = await say(alice, rid, "!leave test " + pub)
+        wait_reply(hs, bot_id, rid, q7b)
+        check(hs.wait_for(lambda: hs.rooms[pub].membership(bot_id) == "leave", WAIT) is not None,
+              "!leave with a room id: the bot leaves")
 
         rc_room = (await carol.room_create(invite=[bot_id])).room_id
         check(hs.wait_for(lambda: hs.rooms[rc_room].membership(bot_id) == "leave", WAIT) is not None,
