@@ -34,6 +34,7 @@ OBJS += compose.o
 OBJS += config.o
 OBJS += console.o
 OBJS += crypto.o
+OBJS += curl_loop.o
 OBJS += e2ee.o
 OBJS += e2ee_devices.o
 OBJS += e2ee_keys.o

@@ -1,19 +1,17 @@
 /*
- * http.c: libcurl's multi interface on top of loop.c.  curl tells us which
- * sockets to watch (CURLMOPT_SOCKETFUNCTION) and when to call it back
- * (CURLMOPT_TIMERFUNCTION); we register those with the loop and never call
- * poll() or a blocking curl function.  Callbacks run after curl has returned,
- * from finish(), so they may start or cancel requests freely.
+ * http.c: HTTP requests on a curl_loop (libcurl's multi interface on
+ * loop.c); never a blocking curl call.  Callbacks run after curl has
+ * returned, from finish(), so they may start or cancel requests freely.
  */
 #include <ctype.h>
 #include <curl/curl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "buf.h"
+#include "curl_loop.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -42,8 +40,8 @@ struct http_req {
 
 struct http {
 	struct loop *loop;
-	CURLM *multi;
-	uint64_t timer;
+	struct curl_loop *cl;
+	CURLM *multi;             /* cl's, for short */
 	struct http_req *reqs;
 	size_t n;
 };
@@ -69,80 +67,22 @@ http_escape(struct buf *b, const char *s)
 static void finish(struct http *h);
 
 static void
-on_fd(struct loop *loop, int fd, short revents, void *arg)
+on_progress(void *arg)
 {
-	(void)loop;
-	struct http *h = arg;
-	int flags = 0;
-	if (revents & POLLIN)
-		flags |= CURL_CSELECT_IN;
-	if (revents & POLLOUT)
-		flags |= CURL_CSELECT_OUT;
-	if (revents & (POLLERR | POLLHUP | POLLNVAL))
-		flags |= CURL_CSELECT_ERR;
-	int running;
-	curl_multi_socket_action(h->multi, fd, flags, &running);
-	finish(h);
-}
-
-static int
-on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	(void)easy, (void)socketp;
-	struct http *h = userp;
-	if (what == CURL_POLL_REMOVE) {
-		loop_fd_del(h->loop, s);
-		return 0;
-	}
-	short ev = (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0));
-	loop_fd_add(h->loop, s, ev, on_fd, h);
-	return 0;
-}
-
-static int64_t
-on_timer(struct loop *loop, void *arg)
-{
-	(void)loop;
-	struct http *h = arg;
-	h->timer = 0;   /* ours ends now; curl may ask for a new one below */
-	int running;
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	finish(h);
-	return LOOP_STOP;
-}
-
-static int
-on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	(void)multi;
-	struct http *h = userp;
-	if (h->timer)
-		loop_timer_del(h->loop, h->timer);
-	h->timer = 0;
-	/* -1 deletes; 0 means "as soon as possible", which the loop runs next turn */
-	if (timeout_ms >= 0)
-		h->timer = loop_timer_add(h->loop, timeout_ms, on_timer, h);
-	return 0;
+	finish(arg);
 }
 
 struct http *
 http_new(struct loop *loop)
 {
-	static bool global;
-	if (!global) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-			fatalx(71, "curl_global_init failed");
-		global = true;
-	}
 	struct http *h = xcalloc(1, sizeof *h);
+	struct buf err;
+	buf_init(&err);
 	h->loop = loop;
-	h->multi = curl_multi_init();
-	if (!h->multi)
-		fatalx(71, "curl_multi_init failed");
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	h->cl = curl_loop_new(loop, on_progress, h, &err);
+	if (!h->cl)
+		fatalx(71, "%s", err.s);
+	h->multi = curl_loop_multi(h->cl);
 	return h;
 }
 
@@ -182,9 +122,7 @@ http_free(struct http *h)
 		return;
 	while (h->reqs)
 		req_free(h, h->reqs);
-	if (h->timer)
-		loop_timer_del(h->loop, h->timer);
-	curl_multi_cleanup(h->multi);
+	curl_loop_free(h->cl);
 	free(h);
 }
 

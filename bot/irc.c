@@ -21,6 +21,7 @@
 #include "address.h"
 #include "bot.h"
 #include "buf.h"
+#include "curl_loop.h"
 #include "config.h"
 #include "irc.h"
 #include "irc_conf.h"
@@ -97,11 +98,12 @@ struct irc {
 	bool stopping, quit_sent;
 	char quit_reason[128];
 	/* connection */
-	CURLM *multi;
+	struct curl_loop *curl;      /* connecting; the socket is then ours */
+	CURLM *multi;                /* curl's, for short */
 	CURL *easy;
 	int fd;
 	char errbuf[CURL_ERROR_SIZE];
-	uint64_t curl_timer, reconnect_timer, keepalive_timer, pump_timer, phase_timer, regain_timer, read_timer, rejoin_timer;
+	uint64_t reconnect_timer, keepalive_timer, pump_timer, phase_timer, regain_timer, read_timer, rejoin_timer;
 	unsigned fails;
 	int64_t connected_ms, registered_ms, reconnect_at_ms, last_rx_ms, ping_sent_ms;
 	/* registration */
@@ -539,14 +541,14 @@ disconnect(struct irc *c, const char *why)
 	if (c->fd >= 0)
 		loop_fd_del(c->t->loop, c->fd);
 	c->fd = -1;
+	curl_loop_adopt(c->curl, -1);
 	enum state was = c->state;
-	c->state = ST_IDLE;   /* curl's socket callbacks from here on are not ours to follow */
+	c->state = ST_IDLE;
 	if (c->easy) {
 		curl_multi_remove_handle(c->multi, c->easy);
 		curl_easy_cleanup(c->easy);
 		c->easy = NULL;
 	}
-	timer_clear(c, &c->curl_timer);
 	timer_clear(c, &c->pump_timer);
 	timer_clear(c, &c->phase_timer);
 	timer_clear(c, &c->keepalive_timer);
@@ -693,8 +695,8 @@ connected(struct irc *c)
 		disconnect(c, "libcurl gave no socket");
 		return;
 	}
-	timer_clear(c, &c->curl_timer);
 	c->fd = (int)s;
+	curl_loop_adopt(c->curl, c->fd);   /* from here on the socket is ours, not curl's to watch */
 	c->state = ST_REGISTERING;
 	c->connected_ms = c->last_rx_ms = loop_now_ms();
 	c->registered_ms = 0;
@@ -727,57 +729,11 @@ check_connect(struct irc *c)
 	}
 }
 
+/* curl_loop's progress: curl has worked on the connection we are waiting for. */
 static void
-on_curl_fd(struct loop *loop, int fd, short revents, void *arg)
+on_curl_progress(void *arg)
 {
-	(void)loop;
-	struct irc *c = arg;
-	int flags = (revents & POLLIN ? CURL_CSELECT_IN : 0) | (revents & POLLOUT ? CURL_CSELECT_OUT : 0) |
-		(revents & (POLLERR | POLLHUP) ? CURL_CSELECT_ERR : 0);
-	int running;
-	curl_multi_socket_action(c->multi, fd, flags, &running);
-	check_connect(c);
-}
-
-/* curl says which sockets to watch while it connects; afterwards the socket is ours. */
-static int
-curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	(void)e, (void)socketp;
-	struct irc *c = userp;
-	if (what == CURL_POLL_REMOVE) {
-		if ((int)s != c->fd)   /* once connected the socket is registered as ours */
-			loop_fd_del(c->t->loop, (int)s);
-		return 0;
-	}
-	if (c->state != ST_CONNECTING)
-		return 0;
-	short ev = (what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0);
-	loop_fd_add(c->t->loop, (int)s, ev, on_curl_fd, c);
-	return 0;
-}
-
-static int64_t
-on_curl_timer(struct loop *loop, void *arg)
-{
-	(void)loop;
-	struct irc *c = arg;
-	c->curl_timer = 0;   /* curl may set a new one from inside socket_action */
-	int running;
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_connect(c);
-	return LOOP_STOP;
-}
-
-static int
-curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	(void)multi;
-	struct irc *c = userp;
-	timer_clear(c, &c->curl_timer);
-	if (timeout_ms >= 0 && c->state == ST_CONNECTING)
-		c->curl_timer = loop_timer_add(c->t->loop, timeout_ms, on_curl_timer, c);
-	return 0;
+	check_connect(arg);
 }
 
 static int
@@ -1607,7 +1563,7 @@ irc_destroy(struct transport *t)
 		chan_remove(c, &c->chans[c->nchans - 1]);
 	free(c->chans);
 	strv_free(c->conf_chans, c->nconf_chans);
-	curl_multi_cleanup(c->multi);
+	curl_loop_free(c->curl);
 	irc_settings_free(&c->set);
 	buf_free(&c->text);
 	free(c);
@@ -1793,27 +1749,20 @@ static const struct transport_ops irc_ops = {
 static struct transport *
 irc_create(const struct transport_env *env, const struct conf_section *s, struct buf *err)
 {
-	static bool curl_ready;
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			buf_printf(err, "cannot initialise libcurl");
-			return NULL;
-		}
-		curl_ready = true;
-	}
-	struct transport *t = transport_alloc(&irc_kind, env, s, s->name);
 	struct irc *c = xcalloc(1, sizeof *c);
+	c->curl = curl_loop_new(env->loop, on_curl_progress, c, err);
+	if (!c->curl) {
+		free(c);
+		return NULL;
+	}
+	c->multi = curl_loop_multi(c->curl);
+	struct transport *t = transport_alloc(&irc_kind, env, s, s->name);
 	c->t = t;
 	c->bot = env->bot;
 	c->fd = -1;
 	buf_init(&c->text);
 	irc_settings_read(env->config, s, &c->set);
 	apply_channels(c, s);
-	c->multi = curl_multi_init();
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
 	t->impl = c;
 	t->ops = &irc_ops;
 	/* three short lines: the composer packs an answer into them; send_text cuts to the wire */

@@ -1,9 +1,9 @@
 /*
- * http.h: HTTP requests over libcurl's multi interface, driven by loop.c.
- * curl's sockets become loop fds and its timeout a loop timer, so a slow
- * server never blocks the loop.  A finished request calls its callback once,
- * from the loop and never from inside curl, so the callback may start or
- * cancel requests.  The only file that calls curl.  Knows nothing of Matrix.
+ * http.h: HTTP requests over libcurl's multi interface, driven by loop.c
+ * through curl_loop.h, so a slow server never blocks the loop.  A finished
+ * request calls its callback once, from the loop and never from inside
+ * curl, so the callback may start or cancel requests.  Matrix's only way to
+ * curl (irc.c uses curl_loop.h for its connection); knows nothing of Matrix.
  */
 #ifndef KNEEBOT_HTTP_H
 #define KNEEBOT_HTTP_H
